@@ -1,0 +1,42 @@
+//! The `ctseg` command line: `info`, `eval` (more subcommands arrive with the model
+//! and the viewer).
+
+pub mod eval;
+pub mod info;
+
+use clap::{Parser, Subcommand};
+
+/// ctseg — CT organ segmentation workstation.
+#[derive(Debug, Parser)]
+#[command(name = "ctseg", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Describe a CT or segmentation: NIfTI file, DICOM folder or TotalSegmentator subject folder.
+    Info(info::InfoArgs),
+    /// Compare a predicted segmentation with the ground truth, per structure.
+    Eval(eval::EvalArgs),
+}
+
+/// Print non-fatal warnings to stderr.
+pub fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// Write command output to stdout; a closed pipe (e.g. `| head`) is not an error.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}

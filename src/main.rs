@@ -1,0 +1,27 @@
+//! The `ctseg` binary.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use ctseg::cli::{Cli, Command, eval, info};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::Info(args)) => info::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
+        None => {
+            // The desktop viewer lands with its issue; until then show the commands.
+            let _ = Cli::command().print_help();
+            return ExitCode::SUCCESS;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
