@@ -130,6 +130,7 @@ pub fn build_report(path: &Path) -> Result<InfoReport> {
         if dataset::is_totalseg_subject(path) {
             let subject = dataset::load_totalseg_subject(path)?;
             let mut r = ct_report(path, &subject.ct);
+            r.format = CtFormat::TotalSeg.name().to_string();
             r.labels = Some(labels_of(&subject.segmentation));
             r.warnings.extend(subject.segmentation.warnings.iter().cloned());
             return Ok(r);

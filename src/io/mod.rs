@@ -90,9 +90,9 @@ pub fn atomic_write(path: &Path, suffix: &str, write: impl FnOnce(&Path) -> Resu
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // No dots before `suffix`: writers that fix up extensions keep the name intact.
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
+        .prefix(".ctseg-tmp-")
         .suffix(suffix)
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;

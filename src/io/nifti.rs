@@ -258,15 +258,16 @@ fn open(path: &Path) -> Result<Opened> {
         ));
     }
     let big_endian = size_le != 348;
-    let header = NiftiHeader::from_reader(&raw[..])
-        .map_err(|e| Error::format(&header_path, format!("invalid NIfTI-1 header: {e}")))?;
-    let single_file = &header.magic == b"n+1\0";
-    if !single_file && &header.magic != b"ni1\0" {
+    let magic = &raw[344..348];
+    if magic != b"n+1\0" && magic != b"ni1\0" {
         return Err(Error::unsupported(
             &header_path,
             "no NIfTI magic (an Analyze 7.5 header?); ctseg reads NIfTI-1 only",
         ));
     }
+    let header = NiftiHeader::from_reader(&raw[..])
+        .map_err(|e| Error::format(&header_path, format!("invalid NIfTI-1 header: {e}")))?;
+    let single_file = magic == b"n+1\0";
     let geometry = geometry_of(&header, &header_path)?;
     let datatype = DataType::from_code(header.datatype).ok_or_else(|| {
         Error::unsupported(
@@ -663,16 +664,26 @@ pub fn write<T: Voxel>(path: impl AsRef<Path>, volume: &Volume<T>, options: &Wri
     let level = options.compression_level.unwrap_or(1).min(9);
     let suffix = if compress { ".nii.gz" } else { ".nii" };
     atomic_write(path, suffix, |tmp| {
-        nifti::writer::WriterOptions::new(tmp)
+        let mut writer = nifti::writer::WriterOptions::new(tmp)
             .reference_header(&header)
-            .compress(compress)
-            .compression_level(flate2::Compression::new(level))
-            .with_extensions(sequence.clone())
+            .with_extensions(sequence.clone());
+        // `compression_level` switches compression on, so only set it for .nii.gz.
+        writer = if compress {
+            writer.compression_level(flate2::Compression::new(level))
+        } else {
+            writer.compress(false)
+        };
+        writer
             .write_nifti_with_type(&array, datatype)
             .map_err(|e| match e {
                 nifti::NiftiError::Io(io) => Error::io(path, io),
                 other => Error::format(path, format!("writing NIfTI: {other}")),
-            })
+            })?;
+        let written = std::fs::metadata(tmp).map_err(|e| Error::io(tmp, e))?.len();
+        if written == 0 {
+            return Err(Error::format(path, "NIfTI writer produced an empty file"));
+        }
+        Ok(())
     })
 }
 
