@@ -80,11 +80,11 @@ impl Geometry {
             }
         }
         // Fill any degenerate (all-zero) axis with the world axis that is left.
-        for c in 0..3 {
-            if result[c].0 == usize::MAX {
+        for (c, slot) in result.iter_mut().enumerate() {
+            if slot.0 == usize::MAX {
                 let free = (0..3).find(|r| !used[*r]).unwrap_or(c);
                 used[free] = true;
-                result[c] = (free, true);
+                *slot = (free, true);
             }
         }
         result
@@ -237,14 +237,18 @@ pub fn matmul(a: &Affine, b: &Affine) -> Affine {
 
 /// Determinant of the upper-left 3×3 block.
 pub fn det3(m: &Affine) -> f64 {
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
 }
 
+/// NIfTI qform parameters: quaternion `(b, c, d)`, `qfac` (±1), pixdim and offset.
+pub type QformParams = ([f64; 3], f64, [f64; 3], [f64; 3]);
+
 /// NIfTI quaternion parameters of an affine without shear (nifti1_io's
-/// `mat44_to_quatern`): `(b, c, d, qfac, pixdim, offset)`. `None` when the affine's
-/// axes are not orthogonal (a qform cannot represent it) or degenerate.
-pub fn affine_to_quaternion(m: &Affine) -> Option<([f64; 3], f64, [f64; 3], [f64; 3])> {
+/// `mat44_to_quatern`). `None` when the affine's axes are not orthogonal (a qform
+/// cannot represent it) or degenerate.
+pub fn affine_to_quaternion(m: &Affine) -> Option<QformParams> {
     let spacing = Geometry::new([1, 1, 1], *m).spacing();
     if spacing.iter().any(|s| *s <= 0.0 || !s.is_finite()) {
         return None;
@@ -332,9 +336,21 @@ pub fn quaternion_to_affine(
         w2.sqrt()
     };
     let r = [
-        [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
-        [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
-        [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
+        [
+            a * a + b * b - c * c - d * d,
+            2.0 * (b * c - a * d),
+            2.0 * (b * d + a * c),
+        ],
+        [
+            2.0 * (b * c + a * d),
+            a * a + c * c - b * b - d * d,
+            2.0 * (c * d - a * b),
+        ],
+        [
+            2.0 * (b * d - a * c),
+            2.0 * (c * d + a * b),
+            a * a + d * d - c * c - b * b,
+        ],
     ];
     let zooms = [pixdim[0], pixdim[1], pixdim[2] * qfac];
     let mut m = IDENTITY;
@@ -362,8 +378,14 @@ mod tests {
 
     #[test]
     fn orientation_codes_follow_axis_signs() {
-        assert_eq!(Geometry::new([2, 2, 2], diag(3.0, 3.0, 3.0)).orientation(), "RAS");
-        assert_eq!(Geometry::new([2, 2, 2], diag(-1.0, -1.0, 2.0)).orientation(), "LPS");
+        assert_eq!(
+            Geometry::new([2, 2, 2], diag(3.0, 3.0, 3.0)).orientation(),
+            "RAS"
+        );
+        assert_eq!(
+            Geometry::new([2, 2, 2], diag(-1.0, -1.0, 2.0)).orientation(),
+            "LPS"
+        );
         let permuted = [
             [0.0, 0.0, -2.0, 0.0],
             [1.0, 0.0, 0.0, 0.0],

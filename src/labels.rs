@@ -61,7 +61,8 @@ pub fn parse_label_table(bytes: &[u8]) -> Result<Option<Vec<LabelEntry>>, String
     if !text.contains("<CaretExtension") {
         return Ok(None);
     }
-    let doc = roxmltree::Document::parse(text).map_err(|e| format!("invalid label table XML: {e}"))?;
+    let doc =
+        roxmltree::Document::parse(text).map_err(|e| format!("invalid label table XML: {e}"))?;
     let mut entries = Vec::new();
     for node in doc.descendants().filter(|n| n.has_tag_name("Label")) {
         let key = node
@@ -121,7 +122,11 @@ pub fn lut_for(
             warnings.push(format!(
                 "{} voxels have label value {v}, which {}; set to background",
                 counts[v],
-                if table.is_some() { "the label table does not name" } else { "is outside 1..=117" }
+                if table.is_some() {
+                    "the label table does not name"
+                } else {
+                    "is outside 1..=117"
+                }
             ));
         }
     }
@@ -136,7 +141,9 @@ mod tests {
     #[test]
     fn label_table_round_trips_through_xml() {
         let xml = label_table_xml(catalog());
-        let entries = parse_label_table(xml.as_bytes()).expect("valid").expect("a table");
+        let entries = parse_label_table(xml.as_bytes())
+            .expect("valid")
+            .expect("a table");
         assert_eq!(entries.len(), 117);
         assert_eq!(entries[4].key, 5);
         assert_eq!(entries[4].name, "liver");
@@ -148,16 +155,31 @@ mod tests {
     #[test]
     fn non_caret_extensions_are_not_tables() {
         assert_eq!(parse_label_table(b"{\"json\": 1}"), Ok(None));
-        assert!(parse_label_table(b"<CaretExtension><Label Key=\"x\">a</Label></CaretExtension>").is_err());
+        assert!(
+            parse_label_table(b"<CaretExtension><Label Key=\"x\">a</Label></CaretExtension>")
+                .is_err()
+        );
         assert!(parse_label_table(b"<CaretExtension><unclosed").is_err());
     }
 
     #[test]
     fn lut_maps_by_name_not_by_order() {
         let table = vec![
-            LabelEntry { key: 1, name: "liver".into(), rgb: None },
-            LabelEntry { key: 2, name: "spleen".into(), rgb: None },
-            LabelEntry { key: 3, name: "tumour".into(), rgb: None },
+            LabelEntry {
+                key: 1,
+                name: "liver".into(),
+                rgb: None,
+            },
+            LabelEntry {
+                key: 2,
+                name: "spleen".into(),
+                rgb: None,
+            },
+            LabelEntry {
+                key: 3,
+                name: "tumour".into(),
+                rgb: None,
+            },
         ];
         let mut counts = [0u64; 256];
         counts[1] = 10;

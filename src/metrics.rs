@@ -57,7 +57,11 @@ impl Confusion {
 /// pass over the volumes. Panics only if the two slices differ in length, which
 /// callers rule out by checking the grids first.
 pub fn confusion_counts(gt: &[u8], pred: &[u8]) -> Vec<Confusion> {
-    assert_eq!(gt.len(), pred.len(), "volumes must have the same voxel count");
+    assert_eq!(
+        gt.len(),
+        pred.len(),
+        "volumes must have the same voxel count"
+    );
     let mut tp = [0u64; 256];
     let mut gt_n = [0u64; 256];
     let mut pred_n = [0u64; 256];
@@ -71,7 +75,12 @@ pub fn confusion_counts(gt: &[u8], pred: &[u8]) -> Vec<Confusion> {
         .map(|l| {
             let fn_ = gt_n[l] - tp[l];
             let fp = pred_n[l] - tp[l];
-            Confusion { tp: tp[l], fp, fn_, tn: total - tp[l] - fp - fn_ }
+            Confusion {
+                tp: tp[l],
+                fp,
+                fn_,
+                tn: total - tp[l] - fp - fn_,
+            }
         })
         .collect()
 }
@@ -137,7 +146,11 @@ pub fn evaluate(gt: &LabelVolume, pred: &LabelVolume, catalog: &Catalog) -> Eval
         .collect();
     let scored: Vec<f64> = structures.iter().filter_map(|s| s.dice).collect();
     let mean_dice = (!scored.is_empty()).then(|| scored.iter().sum::<f64>() / scored.len() as f64);
-    Evaluation { n_scored: scored.len(), mean_dice, structures }
+    Evaluation {
+        n_scored: scored.len(),
+        mean_dice,
+        structures,
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +164,15 @@ mod tests {
         // gt:   1 1 1 0 2 0
         // pred: 1 1 0 1 0 0
         let c = confusion_counts(&[1, 1, 1, 0, 2, 0], &[1, 1, 0, 1, 0, 0]);
-        assert_eq!(c[1], Confusion { tp: 2, fp: 1, fn_: 1, tn: 2 });
+        assert_eq!(
+            c[1],
+            Confusion {
+                tp: 2,
+                fp: 1,
+                fn_: 1,
+                tn: 2
+            }
+        );
         assert_eq!(c[1].dice(), Some(4.0 / 6.0));
         assert_eq!(c[1].iou(), Some(0.5));
         assert_eq!(c[1].sensitivity(), Some(2.0 / 3.0));

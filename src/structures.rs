@@ -47,13 +47,21 @@ impl Catalog {
         let mut by_name = HashMap::new();
         for (i, s) in structures.iter().enumerate() {
             if s.label as usize != i + 1 {
-                return Err(format!("structure {} has label {}, expected {}", s.name, s.label, i + 1));
+                return Err(format!(
+                    "structure {} has label {}, expected {}",
+                    s.name,
+                    s.label,
+                    i + 1
+                ));
             }
             if by_name.insert(s.name.clone(), s.label).is_some() {
                 return Err(format!("structure name {} appears twice", s.name));
             }
         }
-        Ok(Self { structures, by_name })
+        Ok(Self {
+            structures,
+            by_name,
+        })
     }
 
     /// All structures in label order.
@@ -73,7 +81,9 @@ impl Catalog {
 
     /// The structure with `label`, if any.
     pub fn by_label(&self, label: u8) -> Option<&Structure> {
-        (label as usize).checked_sub(1).and_then(|i| self.structures.get(i))
+        (label as usize)
+            .checked_sub(1)
+            .and_then(|i| self.structures.get(i))
     }
 
     /// The label of a structure name (exact TotalSegmentator spelling).
@@ -83,7 +93,8 @@ impl Catalog {
 
     /// Name of `label`, or `label_<n>` for labels outside the catalog.
     pub fn name_of(&self, label: u8) -> String {
-        self.by_label(label).map_or_else(|| format!("label_{label}"), |s| s.name.clone())
+        self.by_label(label)
+            .map_or_else(|| format!("label_{label}"), |s| s.name.clone())
     }
 
     /// Group names in first-appearance order.
@@ -113,7 +124,14 @@ mod tests {
         assert_eq!(c.by_label(118), None);
         assert_eq!(c.name_of(200), "label_200");
         let groups = c.groups();
-        for g in ["Organs", "Vertebrae & spine", "Cardiac & vessels", "Muscles", "Ribs", "Other bones"] {
+        for g in [
+            "Organs",
+            "Vertebrae & spine",
+            "Cardiac & vessels",
+            "Muscles",
+            "Ribs",
+            "Other bones",
+        ] {
             assert!(groups.contains(&g), "missing group {g}");
         }
     }
@@ -128,7 +146,9 @@ mod tests {
 
     #[test]
     fn asset_matches_shared_facts() {
-        let Some(dir) = crate::testdata::shared_path("structures") else { return };
+        let Some(dir) = crate::testdata::shared_path("structures") else {
+            return;
+        };
         let names = std::fs::read_to_string(dir.join("total_classes.txt")).expect("readable");
         let names: Vec<&str> = names.split_whitespace().collect();
         let tsv = std::fs::read_to_string(dir.join("total_colors.tsv")).expect("readable");
@@ -137,7 +157,10 @@ mod tests {
         for (i, n) in names.iter().enumerate() {
             assert_eq!(c.all()[i].name, *n);
         }
-        for line in tsv.lines().filter(|l| !l.starts_with('#') && !l.starts_with("label")) {
+        for line in tsv
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("label"))
+        {
             let f: Vec<&str> = line.split('\t').collect();
             let label: u8 = f[0].parse().expect("label");
             let rgb: Vec<u8> = f[2..5].iter().map(|v| v.parse().expect("colour")).collect();

@@ -20,7 +20,10 @@ pub fn shared_path(rel: &str) -> Option<PathBuf> {
         return Some(path);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("shared test data {} is missing (required when CI=true)", path.display());
+        panic!(
+            "shared test data {} is missing (required when CI=true)",
+            path.display()
+        );
     }
     eprintln!("skipping: shared test data {} is missing", path.display());
     None

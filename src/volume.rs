@@ -124,10 +124,7 @@ impl<T: Voxel> Volume<T> {
     pub fn min_max(&self) -> Option<(T, T)> {
         let first = *self.data.first()?;
         Some(self.data.iter().fold((first, first), |(lo, hi), &v| {
-            (
-                if v < lo { v } else { lo },
-                if v > hi { v } else { hi },
-            )
+            (if v < lo { v } else { lo }, if v > hi { v } else { hi })
         }))
     }
 
@@ -144,13 +141,12 @@ impl<T: Voxel> Volume<T> {
         // Per new axis: step in the old buffer and starting offset.
         let mut step = [0isize; 3];
         let mut start = 0isize;
-        for n in 0..3 {
-            let s = t.source_axis[n];
-            if t.flip[n] {
-                step[n] = -(old_stride[s] as isize);
+        for ((st, &s), &flip) in step.iter_mut().zip(&t.source_axis).zip(&t.flip) {
+            if flip {
+                *st = -(old_stride[s] as isize);
                 start += ((old[s] - 1) * old_stride[s]) as isize;
             } else {
-                step[n] = old_stride[s] as isize;
+                *st = old_stride[s] as isize;
             }
         }
         let mut data = Vec::with_capacity(self.data.len());

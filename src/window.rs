@@ -26,24 +26,69 @@ pub const MODEL_WINDOW: Window = Window::from_range(-200.0, 300.0);
 
 /// Standard CT presets (level/width as used in radiology teaching references).
 pub const PRESETS: [Preset; 7] = [
-    Preset { name: "Soft tissue", window: MODEL_WINDOW },
-    Preset { name: "Abdomen", window: Window { center: 50.0, width: 400.0 } },
-    Preset { name: "Liver", window: Window { center: 30.0, width: 150.0 } },
-    Preset { name: "Mediastinum", window: Window { center: 50.0, width: 350.0 } },
-    Preset { name: "Lung", window: Window { center: -600.0, width: 1500.0 } },
-    Preset { name: "Bone", window: Window { center: 400.0, width: 1800.0 } },
-    Preset { name: "Brain", window: Window { center: 40.0, width: 80.0 } },
+    Preset {
+        name: "Soft tissue",
+        window: MODEL_WINDOW,
+    },
+    Preset {
+        name: "Abdomen",
+        window: Window {
+            center: 50.0,
+            width: 400.0,
+        },
+    },
+    Preset {
+        name: "Liver",
+        window: Window {
+            center: 30.0,
+            width: 150.0,
+        },
+    },
+    Preset {
+        name: "Mediastinum",
+        window: Window {
+            center: 50.0,
+            width: 350.0,
+        },
+    },
+    Preset {
+        name: "Lung",
+        window: Window {
+            center: -600.0,
+            width: 1500.0,
+        },
+    },
+    Preset {
+        name: "Bone",
+        window: Window {
+            center: 400.0,
+            width: 1800.0,
+        },
+    },
+    Preset {
+        name: "Brain",
+        window: Window {
+            center: 40.0,
+            width: 80.0,
+        },
+    },
 ];
 
 impl Window {
     /// The window spanning `[low, high]` HU.
     pub const fn from_range(low: f32, high: f32) -> Self {
-        Self { center: (low + high) / 2.0, width: high - low }
+        Self {
+            center: (low + high) / 2.0,
+            width: high - low,
+        }
     }
 
     /// A preset by name (case-insensitive).
     pub fn preset(name: &str) -> Option<Window> {
-        PRESETS.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| p.window)
+        PRESETS
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.window)
     }
 
     /// Lowest HU of the window.
@@ -72,7 +117,9 @@ impl Window {
     /// Grey level of every i16 value, indexed by `(hu as i32 + 32768)`: a 64 KiB
     /// table that turns windowing a slice into one lookup per voxel.
     pub fn lut(&self) -> Vec<u8> {
-        (i16::MIN..=i16::MAX).map(|hu| self.to_u8(hu as f32)).collect()
+        (i16::MIN..=i16::MAX)
+            .map(|hu| self.to_u8(hu as f32))
+            .collect()
     }
 }
 

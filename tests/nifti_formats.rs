@@ -18,7 +18,11 @@ fn encode(values: &[f64], datatype: i16, big: bool) -> Vec<u8> {
         ($t:ty) => {
             for v in values {
                 let x = *v as $t;
-                out.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
+                out.extend_from_slice(&if big {
+                    x.to_be_bytes()
+                } else {
+                    x.to_le_bytes()
+                });
             }
         };
     }
@@ -54,7 +58,10 @@ fn every_datatype_and_endianness_with_scaling() {
         (1280, 64, false),
     ];
     for (datatype, bitpix, signed) in types {
-        let values: Vec<f64> = VALUES.iter().map(|v| if signed { *v } else { v.abs() }).collect();
+        let values: Vec<f64> = VALUES
+            .iter()
+            .map(|v| if signed { *v } else { v.abs() })
+            .collect();
         for big in [false, true] {
             for (slope, inter) in [(1.0f32, 0.0f32), (2.0, -1024.0), (0.0, 5.0)] {
                 let mut h = Header::new([3, 2, 1], datatype, bitpix);
@@ -64,7 +71,10 @@ fn every_datatype_and_endianness_with_scaling() {
                 let mut bytes = h.bytes();
                 bytes.extend(encode(&values, datatype, big));
                 for gz in [false, true] {
-                    let path = dir.path().join(format!("t{datatype}_{big}_{slope}_{gz}.nii{}", if gz { ".gz" } else { "" }));
+                    let path = dir.path().join(format!(
+                        "t{datatype}_{big}_{slope}_{gz}.nii{}",
+                        if gz { ".gz" } else { "" }
+                    ));
                     if gz {
                         gzip_to(&path, &bytes);
                     } else {
@@ -72,9 +82,18 @@ fn every_datatype_and_endianness_with_scaling() {
                     }
                     let img = nifti::read::<i16>(&path).expect("readable");
                     // slope 0 means "no scaling" (NIfTI spec / nibabel).
-                    let (s, i) = if slope == 0.0 { (1.0, 0.0) } else { (slope as f64, inter as f64) };
-                    let expected: Vec<i16> = values.iter().map(|v| (v * s + i).round() as i16).collect();
-                    assert_eq!(img.volume.data(), &expected[..], "datatype {datatype} big {big} slope {slope} gz {gz}");
+                    let (s, i) = if slope == 0.0 {
+                        (1.0, 0.0)
+                    } else {
+                        (slope as f64, inter as f64)
+                    };
+                    let expected: Vec<i16> =
+                        values.iter().map(|v| (v * s + i).round() as i16).collect();
+                    assert_eq!(
+                        img.volume.data(),
+                        &expected[..],
+                        "datatype {datatype} big {big} slope {slope} gz {gz}"
+                    );
                     assert_eq!(img.info.big_endian, big);
                     assert_eq!(img.info.compressed, gz);
                     assert_eq!(img.volume.shape(), [3, 2, 1]);
@@ -227,8 +246,14 @@ fn write_read_round_trip_keeps_data_affine_and_extensions() {
     let g = oblique_lps();
     let data: Vec<i16> = (0..60).map(|v| v * 37 - 1000).collect();
     let vol = Volume::new(g.clone(), data).expect("60 voxels");
-    let ext = Extension { code: 0, data: b"<CaretExtension/>".to_vec() };
-    let options = WriteOptions { extensions: vec![ext.clone()], ..WriteOptions::default() };
+    let ext = Extension {
+        code: 0,
+        data: b"<CaretExtension/>".to_vec(),
+    };
+    let options = WriteOptions {
+        extensions: vec![ext.clone()],
+        ..WriteOptions::default()
+    };
     for name in ["rt.nii.gz", "rt.nii"] {
         let path = dir.path().join(name);
         nifti::write(&path, &vol, &options).expect("written");
@@ -258,7 +283,8 @@ fn write_read_round_trip_keeps_data_affine_and_extensions() {
 fn a_failed_write_leaves_the_previous_file_intact() {
     let dir = tempdir();
     let path = dir.path().join("keep.nii.gz");
-    let vol = Volume::new(Geometry::new([2, 2, 1], IDENTITY), vec![1i16, 2, 3, 4]).expect("4 voxels");
+    let vol =
+        Volume::new(Geometry::new([2, 2, 1], IDENTITY), vec![1i16, 2, 3, 4]).expect("4 voxels");
     nifti::write(&path, &vol, &WriteOptions::default()).expect("first write");
     let before = std::fs::read(&path).expect("read");
     let result = atomic_write(&path, ".nii.gz", |tmp| {
@@ -266,7 +292,11 @@ fn a_failed_write_leaves_the_previous_file_intact() {
         Err(Error::Invalid("simulated failure mid-write".into()))
     });
     assert!(result.is_err());
-    assert_eq!(std::fs::read(&path).expect("read"), before, "original untouched");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "original untouched"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
     assert_eq!(leftovers.len(), 1, "temporary file removed");
     assert!(nifti::write(dir.path().join("x.png"), &vol, &WriteOptions::default()).is_err());

@@ -7,7 +7,8 @@ use common::{ctseg, shared, tempdir};
 use ctseg::io::dicom::read_series;
 use ctseg::io::nifti::{self, Extension, WriteOptions};
 use ctseg::io::segmentation::{
-    check_same_grid, load_multilabel, load_per_structure, load_segmentation, save_multilabel, save_per_structure,
+    check_same_grid, load_multilabel, load_per_structure, load_segmentation, save_multilabel,
+    save_per_structure,
 };
 use ctseg::io::{CtFormat, dataset, load_ct};
 use ctseg::labels::label_table_xml;
@@ -24,7 +25,9 @@ const S0001_AFFINE: [[f64; 4]; 4] = [
 
 #[test]
 fn s0001_ct_geometry_and_values() {
-    let Some(path) = shared("totalseg/s0001/ct.nii.gz") else { return };
+    let Some(path) = shared("totalseg/s0001/ct.nii.gz") else {
+        return;
+    };
     let ct = load_ct(&path).expect("readable CT");
     let v = &ct.volume;
     assert_eq!(ct.format, CtFormat::Nifti);
@@ -32,7 +35,11 @@ fn s0001_ct_geometry_and_values() {
     assert_eq!(v.shape(), [122, 101, 30]);
     assert_eq!(v.geometry().spacing(), [3.0, 3.0, 3.0]);
     assert_eq!(v.geometry().orientation(), "RAS");
-    assert!(v.geometry().affine_difference(&ctseg::Geometry::new([122, 101, 30], S0001_AFFINE)) < 1e-6);
+    assert!(
+        v.geometry()
+            .affine_difference(&ctseg::Geometry::new([122, 101, 30], S0001_AFFINE))
+            < 1e-6
+    );
     // Values read with nibabel (np.asanyarray(img.dataobj)) from the same file.
     assert_eq!(v.min_max(), Some((-1100, 1207)));
     assert_eq!(v.get([60, 50, 15]), Some(-17));
@@ -41,12 +48,15 @@ fn s0001_ct_geometry_and_values() {
     let sum: i64 = v.data().iter().map(|&x| x as i64).sum();
     assert_eq!(sum, -130_894_872);
     // A CT costs its voxel bytes: the buffer holds exactly one i16 per voxel.
-    assert_eq!(v.data().len() * std::mem::size_of::<i16>(), 122 * 101 * 30 * 2);
+    assert_eq!(std::mem::size_of_val(v.data()), 122 * 101 * 30 * 2);
 }
 
 #[test]
 fn int32_source_reads_to_the_same_hu() {
-    let (Some(long), Some(short)) = (shared("totalseg/ct_112slices.nii.gz"), shared("totalseg/s0001/ct.nii.gz")) else {
+    let (Some(long), Some(short)) = (
+        shared("totalseg/ct_112slices.nii.gz"),
+        shared("totalseg/s0001/ct.nii.gz"),
+    ) else {
         return;
     };
     let long = load_ct(&long).expect("readable");
@@ -60,8 +70,10 @@ fn int32_source_reads_to_the_same_hu() {
 
 #[test]
 fn dicom_series_lines_up_with_its_totalsegmentator_output() {
-    let (Some(dir), Some(seg_path)) = (shared("totalseg/dicom_ct"), shared("totalseg/dicom_ct_seg_multilabel.nii.gz"))
-    else {
+    let (Some(dir), Some(seg_path)) = (
+        shared("totalseg/dicom_ct"),
+        shared("totalseg/dicom_ct_seg_multilabel.nii.gz"),
+    ) else {
         return;
     };
     let series = read_series(&dir).expect("readable series");
@@ -69,8 +81,13 @@ fn dicom_series_lines_up_with_its_totalsegmentator_output() {
     let ct = &series.volume;
     assert_eq!(series.slices, 20);
     assert_eq!(ct.shape(), [512, 512, 20]);
-    assert_eq!(ct.geometry().spacing(), [0.9765625, 0.9765625, 2.0], "spacing from positions, not SliceThickness (3)");
-    check_same_grid(&dir, ct.geometry(), &seg_path, seg.labels.geometry()).expect("same voxel grid");
+    assert_eq!(
+        ct.geometry().spacing(),
+        [0.9765625, 0.9765625, 2.0],
+        "spacing from positions, not SliceThickness (3)"
+    );
+    check_same_grid(&dir, ct.geometry(), &seg_path, seg.labels.geometry())
+        .expect("same voxel grid");
     assert_eq!(ct.geometry().orientation(), "LAS");
     // Voxel for voxel: the anatomy under each label has that tissue's HU.
     let mean_hu = |label: u8| {
@@ -101,14 +118,21 @@ fn dicom_series_lines_up_with_its_totalsegmentator_output() {
         .filter(|(_, l)| **l == 5)
         .fold((0f64, 0u64), |(s, n), (hu, _)| (s + *hu as f64, n + 1));
     let misaligned = sum / n as f64;
-    eprintln!("liver {liver:.1} HU, spleen {spleen:.1} HU, T12 {vertebra:.1} HU, liver label on flipped rows {misaligned:.1} HU");
-    assert!((misaligned - liver).abs() > 50.0, "flipping rows must break the alignment");
+    eprintln!(
+        "liver {liver:.1} HU, spleen {spleen:.1} HU, T12 {vertebra:.1} HU, liver label on flipped rows {misaligned:.1} HU"
+    );
+    assert!(
+        (misaligned - liver).abs() > 50.0,
+        "flipping rows must break the alignment"
+    );
 }
 
 #[test]
 fn per_structure_folder_equals_multilabel_file() {
-    let (Some(folder), Some(multi)) = (shared("totalseg/s0001/segmentations"), shared("totalseg/s0001/seg_fast_multilabel.nii.gz"))
-    else {
+    let (Some(folder), Some(multi)) = (
+        shared("totalseg/s0001/segmentations"),
+        shared("totalseg/s0001/seg_fast_multilabel.nii.gz"),
+    ) else {
         return;
     };
     let a = load_per_structure(&folder, None).expect("readable folder");
@@ -122,19 +146,34 @@ fn per_structure_folder_equals_multilabel_file() {
 
 #[test]
 fn labels_are_mapped_by_name_from_the_extension() {
-    let Some(path) = shared("totalseg/s0001/seg_full_multilabel.nii.gz") else { return };
+    let Some(path) = shared("totalseg/s0001/seg_full_multilabel.nii.gz") else {
+        return;
+    };
     let original = load_multilabel(&path).expect("readable");
     // Write a copy whose file values are permuted (value = 118 - label) with a table
     // that says so; loading must undo the permutation by name.
-    let permuted = original.labels.map(|l: u8| if l == 0 { 0 } else { 118 - l });
-    let mut xml = String::from("<?xml version=\"1.0\"?><CaretExtension><VolumeInformation><LabelTable>");
+    let permuted = original
+        .labels
+        .map(|l: u8| if l == 0 { 0 } else { 118 - l });
+    let mut xml =
+        String::from("<?xml version=\"1.0\"?><CaretExtension><VolumeInformation><LabelTable>");
     for s in catalog().all() {
-        xml.push_str(&format!("<Label Key=\"{}\" Red=\"1\" Green=\"0\" Blue=\"0\" Alpha=\"1\"><![CDATA[{}]]></Label>", 118 - s.label, s.name));
+        xml.push_str(&format!(
+            "<Label Key=\"{}\" Red=\"1\" Green=\"0\" Blue=\"0\" Alpha=\"1\"><![CDATA[{}]]></Label>",
+            118 - s.label,
+            s.name
+        ));
     }
     xml.push_str("</LabelTable></VolumeInformation></CaretExtension>");
     let dir = tempdir();
     let out = dir.path().join("permuted.nii.gz");
-    let options = WriteOptions { extensions: vec![Extension { code: 0, data: xml.into_bytes() }], ..Default::default() };
+    let options = WriteOptions {
+        extensions: vec![Extension {
+            code: 0,
+            data: xml.into_bytes(),
+        }],
+        ..Default::default()
+    };
     nifti::write(&out, &permuted, &options).expect("written");
     let back = load_multilabel(&out).expect("readable");
     assert_eq!(back.labels.data(), original.labels.data());
@@ -143,9 +182,10 @@ fn labels_are_mapped_by_name_from_the_extension() {
 
 #[test]
 fn eval_full_vs_fast_matches_direct_counts() {
-    let (Some(gt_path), Some(pred_path)) =
-        (shared("totalseg/s0001/seg_full_multilabel.nii.gz"), shared("totalseg/s0001/seg_fast_multilabel.nii.gz"))
-    else {
+    let (Some(gt_path), Some(pred_path)) = (
+        shared("totalseg/s0001/seg_full_multilabel.nii.gz"),
+        shared("totalseg/s0001/seg_fast_multilabel.nii.gz"),
+    ) else {
         return;
     };
     let gt = load_multilabel(&gt_path).expect("gt");
@@ -158,7 +198,11 @@ fn eval_full_vs_fast_matches_direct_counts() {
         let l = s.label;
         let gt_n = g.iter().filter(|&&v| v == l).count() as f64;
         let pred_n = p.iter().filter(|&&v| v == l).count() as f64;
-        let both = g.iter().zip(p).filter(|(a, b)| **a == l && **b == l).count() as f64;
+        let both = g
+            .iter()
+            .zip(p)
+            .filter(|(a, b)| **a == l && **b == l)
+            .count() as f64;
         let m = &e.structures[l as usize - 1];
         assert_eq!(m.name, s.name);
         assert_eq!(m.gt_voxels as f64, gt_n);
@@ -169,7 +213,11 @@ fn eval_full_vs_fast_matches_direct_counts() {
         }
         let dice = 2.0 * both / (gt_n + pred_n);
         let iou = both / (gt_n + pred_n - both);
-        assert!((m.dice.expect("defined") - dice).abs() < 1e-12, "{}", s.name);
+        assert!(
+            (m.dice.expect("defined") - dice).abs() < 1e-12,
+            "{}",
+            s.name
+        );
         assert!((m.iou.expect("defined") - iou).abs() < 1e-12, "{}", s.name);
         assert!((m.gt_volume_ml - gt_n * 27.0 / 1000.0).abs() < 1e-9);
         dices.push(dice);
@@ -177,10 +225,20 @@ fn eval_full_vs_fast_matches_direct_counts() {
     let mean = dices.iter().sum::<f64>() / dices.len() as f64;
     assert_eq!(e.n_scored, dices.len());
     assert!((e.mean_dice.expect("some scored") - mean).abs() < 1e-12);
-    assert!(mean > 0.5 && mean < 1.0, "two real segmentations of one CT agree well but not perfectly: {mean}");
+    assert!(
+        mean > 0.5 && mean < 1.0,
+        "two real segmentations of one CT agree well but not perfectly: {mean}"
+    );
 
     // The CLI prints the same numbers.
-    let run = ctseg(&["eval", "--gt", gt_path.to_str().unwrap_or(""), "--pred", pred_path.to_str().unwrap_or(""), "--json"]);
+    let run = ctseg(&[
+        "eval",
+        "--gt",
+        gt_path.to_str().unwrap_or(""),
+        "--pred",
+        pred_path.to_str().unwrap_or(""),
+        "--json",
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON output");
     assert_eq!(json["structures"].as_array().map(Vec::len), Some(117));
@@ -188,22 +246,51 @@ fn eval_full_vs_fast_matches_direct_counts() {
     assert_eq!(json["n_scored"].as_u64(), Some(dices.len() as u64));
     let liver = &json["structures"][4];
     assert_eq!(liver["name"], "liver");
-    for key in ["label", "name", "dice", "iou", "sensitivity", "specificity", "gt_voxels", "pred_voxels", "gt_volume_ml", "pred_volume_ml"] {
+    for key in [
+        "label",
+        "name",
+        "dice",
+        "iou",
+        "sensitivity",
+        "specificity",
+        "gt_voxels",
+        "pred_voxels",
+        "gt_volume_ml",
+        "pred_volume_ml",
+    ] {
         assert!(liver.get(key).is_some(), "missing {key}");
     }
-    let absent = json["structures"].as_array().and_then(|a| a.iter().find(|s| s["gt_voxels"] == 0 && s["pred_voxels"] == 0));
+    let absent = json["structures"].as_array().and_then(|a| {
+        a.iter()
+            .find(|s| s["gt_voxels"] == 0 && s["pred_voxels"] == 0)
+    });
     assert!(absent.is_some_and(|s| s["dice"].is_null()));
 
-    let csv = ctseg(&["eval", "--gt", gt_path.to_str().unwrap_or(""), "--pred", pred_path.to_str().unwrap_or(""), "--csv"]);
+    let csv = ctseg(&[
+        "eval",
+        "--gt",
+        gt_path.to_str().unwrap_or(""),
+        "--pred",
+        pred_path.to_str().unwrap_or(""),
+        "--csv",
+    ]);
     assert_eq!(csv.code, 0);
     assert_eq!(csv.stdout.lines().count(), 118);
-    let table = ctseg(&["eval", "--gt", gt_path.to_str().unwrap_or(""), "--pred", pred_path.to_str().unwrap_or("")]);
+    let table = ctseg(&[
+        "eval",
+        "--gt",
+        gt_path.to_str().unwrap_or(""),
+        "--pred",
+        pred_path.to_str().unwrap_or(""),
+    ]);
     assert!(table.stdout.contains("liver") && table.stdout.contains("mean Dice"));
 }
 
 #[test]
 fn segmentation_save_load_round_trips() {
-    let Some(path) = shared("totalseg/s0001/seg_full_multilabel.nii.gz") else { return };
+    let Some(path) = shared("totalseg/s0001/seg_full_multilabel.nii.gz") else {
+        return;
+    };
     let seg = load_multilabel(&path).expect("readable");
     let dir = tempdir();
     let multi = dir.path().join("out.nii.gz");
@@ -213,7 +300,9 @@ fn segmentation_save_load_round_trips() {
     assert_eq!(back.labels, seg.labels);
     let (_, info) = nifti::read_header(&multi).expect("header");
     assert_eq!(info.intent_code, nifti::INTENT_LABEL);
-    assert!(String::from_utf8_lossy(&info.extensions[0].data).starts_with(&label_table_xml(catalog())));
+    assert!(
+        String::from_utf8_lossy(&info.extensions[0].data).starts_with(&label_table_xml(catalog()))
+    );
 
     let folder = dir.path().join("segmentations");
     save_per_structure(&folder, &seg.labels).expect("saved");
@@ -224,7 +313,9 @@ fn segmentation_save_load_round_trips() {
 
 #[test]
 fn totalseg_subject_warnings_overlaps_and_mismatches() {
-    let Some(ct_path) = shared("totalseg/s0001/ct.nii.gz") else { return };
+    let Some(ct_path) = shared("totalseg/s0001/ct.nii.gz") else {
+        return;
+    };
     let ct = load_ct(&ct_path).expect("CT");
     let dir = tempdir();
     let subject = dir.path().join("s9999");
@@ -235,7 +326,11 @@ fn totalseg_subject_warnings_overlaps_and_mismatches() {
     let n = g.voxel_count();
     // liver (5) covers voxels [0, 100); spleen (1) covers [50, 150): 50 overlap, liver wins.
     let mask = |range: std::ops::Range<usize>| {
-        LabelVolume::new(g.clone(), (0..n).map(|i| range.contains(&i) as u8).collect()).expect("mask")
+        LabelVolume::new(
+            g.clone(),
+            (0..n).map(|i| range.contains(&i) as u8).collect(),
+        )
+        .expect("mask")
     };
     let opts = WriteOptions::default();
     nifti::write(seg_dir.join("liver.nii.gz"), &mask(0..100), &opts).expect("write");
@@ -247,7 +342,12 @@ fn totalseg_subject_warnings_overlaps_and_mismatches() {
     let d = s.segmentation.labels.data();
     assert_eq!((d[0], d[60], d[120], d[200]), (5, 5, 1, 0));
     assert!(s.segmentation.warnings.iter().any(|w| w.contains("tumour")));
-    assert!(s.segmentation.warnings.iter().any(|w| w.contains("50 voxels")));
+    assert!(
+        s.segmentation
+            .warnings
+            .iter()
+            .any(|w| w.contains("50 voxels"))
+    );
     assert_eq!(s.ct.format, CtFormat::Nifti);
 
     // A mask on another grid is an error naming both files and both shapes.
@@ -256,14 +356,22 @@ fn totalseg_subject_warnings_overlaps_and_mismatches() {
     let err = dataset::load_totalseg_subject(&subject).expect_err("mismatch");
     let msg = err.to_string();
     assert!(matches!(err, Error::GridMismatch { .. }));
-    assert!(msg.contains("ct.nii.gz") && msg.contains("aorta.nii.gz"), "{msg}");
-    assert!(msg.contains("122×101×30") && msg.contains("10×10×10"), "{msg}");
+    assert!(
+        msg.contains("ct.nii.gz") && msg.contains("aorta.nii.gz"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("122×101×30") && msg.contains("10×10×10"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn nnunet_dataset_labels_are_mapped_by_name() {
-    let (Some(ct_path), Some(seg_path)) = (shared("totalseg/s0001/ct.nii.gz"), shared("totalseg/s0001/seg_full_multilabel.nii.gz"))
-    else {
+    let (Some(ct_path), Some(seg_path)) = (
+        shared("totalseg/s0001/ct.nii.gz"),
+        shared("totalseg/s0001/seg_full_multilabel.nii.gz"),
+    ) else {
         return;
     };
     let seg = load_multilabel(&seg_path).expect("seg");
@@ -282,7 +390,12 @@ fn nnunet_dataset_labels_are_mapped_by_name() {
         1 => 2,
         _ => 0,
     });
-    nifti::write(root.join("labelsTr/case_001.nii.gz"), &nn, &WriteOptions::default()).expect("write");
+    nifti::write(
+        root.join("labelsTr/case_001.nii.gz"),
+        &nn,
+        &WriteOptions::default(),
+    )
+    .expect("write");
     let ds = dataset::NnUnetDataset::open(&root).expect("opens");
     assert_eq!(ds.cases.len(), 1);
     assert_eq!(ds.cases[0].id, "case_001");
@@ -314,7 +427,10 @@ fn info_json_reports_the_contract_fields() {
     assert_eq!(j["spacing"], serde_json::json!([3.0, 3.0, 3.0]));
     assert_eq!(j["orientation"], "RAS");
     assert_eq!(j["dtype"], "int16");
-    assert_eq!((j["hu_min"].as_i64(), j["hu_max"].as_i64()), (Some(-1100), Some(1207)));
+    assert_eq!(
+        (j["hu_min"].as_i64(), j["hu_max"].as_i64()),
+        (Some(-1100), Some(1207))
+    );
     let m = &j["world_from_voxel"];
     assert!((m[0][3].as_f64().unwrap_or(0.0) - S0001_AFFINE[0][3]).abs() < 1e-5);
     assert_eq!(m[3], serde_json::json!([0.0, 0.0, 0.0, 1.0]));
@@ -322,7 +438,10 @@ fn info_json_reports_the_contract_fields() {
     let j = json(&subject);
     assert_eq!(j["format"], "totalseg");
     let labels = j["labels"].as_array().expect("labels");
-    let liver = labels.iter().find(|l| l["name"] == "liver").expect("liver present");
+    let liver = labels
+        .iter()
+        .find(|l| l["name"] == "liver")
+        .expect("liver present");
     assert_eq!(liver["label"], 5);
     let voxels = liver["voxels"].as_f64().unwrap_or(0.0);
     assert!((liver["volume_ml"].as_f64().unwrap_or(0.0) - voxels * 0.027).abs() < 1e-6);

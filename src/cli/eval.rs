@@ -31,7 +31,12 @@ pub struct EvalArgs {
 pub fn evaluate_paths(args: &EvalArgs) -> Result<(Evaluation, Vec<String>)> {
     let gt = load_segmentation(&args.gt)?;
     let pred = load_segmentation(&args.pred)?;
-    check_same_grid(&args.gt, gt.labels.geometry(), &args.pred, pred.labels.geometry())?;
+    check_same_grid(
+        &args.gt,
+        gt.labels.geometry(),
+        &args.pred,
+        pred.labels.geometry(),
+    )?;
     let mut warnings = gt.warnings;
     warnings.extend(pred.warnings);
     Ok((evaluate(&gt.labels, &pred.labels, catalog()), warnings))

@@ -72,7 +72,11 @@ fn is_label_file(path: &Path) -> Result<bool> {
         .extensions
         .iter()
         .any(|e| matches!(crate::labels::parse_label_table(&e.data), Ok(Some(_))));
-    Ok(has_table || info.intent_code == nifti::INTENT_LABEL || info.datatype == nifti::DataType::U8)
+    Ok(
+        has_table
+            || info.intent_code == nifti::INTENT_LABEL
+            || info.datatype == nifti::DataType::U8,
+    )
 }
 
 fn labels_of(seg: &LoadedSegmentation) -> Vec<LabelInfo> {
@@ -108,7 +112,12 @@ fn report(path: &Path, format: &str, geometry: &Geometry, dtype: String) -> Info
 }
 
 fn ct_report(path: &Path, ct: &LoadedCt) -> InfoReport {
-    let mut r = report(path, ct.format.name(), ct.volume.geometry(), ct.dtype.clone());
+    let mut r = report(
+        path,
+        ct.format.name(),
+        ct.volume.geometry(),
+        ct.dtype.clone(),
+    );
     if let Some((lo, hi)) = ct.volume.min_max() {
         r.hu_min = Some(lo);
         r.hu_max = Some(hi);
@@ -132,16 +141,23 @@ pub fn build_report(path: &Path) -> Result<InfoReport> {
             let mut r = ct_report(path, &subject.ct);
             r.format = CtFormat::TotalSeg.name().to_string();
             r.labels = Some(labels_of(&subject.segmentation));
-            r.warnings.extend(subject.segmentation.warnings.iter().cloned());
+            r.warnings
+                .extend(subject.segmentation.warnings.iter().cloned());
             return Ok(r);
         }
         let has_masks = std::fs::read_dir(path)?.filter_map(|e| e.ok()).any(|e| {
             let n = e.file_name().to_string_lossy().to_string();
-            n.strip_suffix(".nii.gz").is_some_and(|stem| catalog().label_of(stem).is_some())
+            n.strip_suffix(".nii.gz")
+                .is_some_and(|stem| catalog().label_of(stem).is_some())
         });
         if has_masks {
             let seg = load_per_structure(path, None)?;
-            return Ok(seg_report(path, CtFormat::TotalSeg.name(), &seg, "uint8".into()));
+            return Ok(seg_report(
+                path,
+                CtFormat::TotalSeg.name(),
+                &seg,
+                "uint8".into(),
+            ));
         }
         let ct = load_ct(path)?;
         return Ok(ct_report(path, &ct));
@@ -149,7 +165,12 @@ pub fn build_report(path: &Path) -> Result<InfoReport> {
     if is_label_file(path)? {
         let (_, info) = nifti::read_header(path)?;
         let seg = load_segmentation(path)?;
-        return Ok(seg_report(path, "nifti", &seg, info.datatype.name().to_string()));
+        return Ok(seg_report(
+            path,
+            "nifti",
+            &seg,
+            info.datatype.name().to_string(),
+        ));
     }
     let ct = load_ct(path)?;
     Ok(ct_report(path, &ct))
@@ -165,12 +186,24 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     let mut out = String::new();
     let _ = writeln!(out, "path:         {}", r.path);
     let _ = writeln!(out, "format:       {} ({})", r.format, r.dtype);
-    let _ = writeln!(out, "shape:        {} × {} × {} voxels", r.shape[0], r.shape[1], r.shape[2]);
-    let _ = writeln!(out, "spacing:      {:.3} × {:.3} × {:.3} mm", r.spacing[0], r.spacing[1], r.spacing[2]);
+    let _ = writeln!(
+        out,
+        "shape:        {} × {} × {} voxels",
+        r.shape[0], r.shape[1], r.shape[2]
+    );
+    let _ = writeln!(
+        out,
+        "spacing:      {:.3} × {:.3} × {:.3} mm",
+        r.spacing[0], r.spacing[1], r.spacing[2]
+    );
     let _ = writeln!(out, "orientation:  {}", r.orientation);
     let _ = writeln!(out, "world_from_voxel (RAS+ mm):");
     for row in &r.world_from_voxel {
-        let _ = writeln!(out, "  [{:>10.4} {:>10.4} {:>10.4} {:>11.4}]", row[0], row[1], row[2], row[3]);
+        let _ = writeln!(
+            out,
+            "  [{:>10.4} {:>10.4} {:>10.4} {:>11.4}]",
+            row[0], row[1], row[2], row[3]
+        );
     }
     if let (Some(lo), Some(hi)) = (r.hu_min, r.hu_max) {
         let _ = writeln!(out, "HU range:     {lo} .. {hi}");
@@ -178,10 +211,23 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     if let Some(labels) = &r.labels {
         let _ = writeln!(out, "structures:   {} present", labels.len());
         if !labels.is_empty() {
-            let width = labels.iter().map(|l| l.name.len()).max().unwrap_or(4).max(4);
-            let _ = writeln!(out, "  {:>5}  {:<width$}  {:>10}  {:>11}", "label", "name", "voxels", "volume (mL)");
+            let width = labels
+                .iter()
+                .map(|l| l.name.len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            let _ = writeln!(
+                out,
+                "  {:>5}  {:<width$}  {:>10}  {:>11}",
+                "label", "name", "voxels", "volume (mL)"
+            );
             for l in labels {
-                let _ = writeln!(out, "  {:>5}  {:<width$}  {:>10}  {:>11.2}", l.label, l.name, l.voxels, l.volume_ml);
+                let _ = writeln!(
+                    out,
+                    "  {:>5}  {:<width$}  {:>10}  {:>11.2}",
+                    l.label, l.name, l.voxels, l.volume_ml
+                );
             }
         }
     }

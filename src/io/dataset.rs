@@ -31,16 +31,25 @@ pub struct Subject {
 pub fn load_totalseg_subject(dir: &Path) -> Result<Subject> {
     let ct_path = dir.join("ct.nii.gz");
     if !ct_path.is_file() {
-        return Err(Error::format(dir, "not a TotalSegmentator subject folder: ct.nii.gz is missing"));
+        return Err(Error::format(
+            dir,
+            "not a TotalSegmentator subject folder: ct.nii.gz is missing",
+        ));
     }
     let ct = load_ct(&ct_path)?;
     let seg_dir = dir.join("segmentations");
     if !seg_dir.is_dir() {
-        return Err(Error::format(dir, "TotalSegmentator subject folder without segmentations/"));
+        return Err(Error::format(
+            dir,
+            "TotalSegmentator subject folder without segmentations/",
+        ));
     }
     let segmentation = load_per_structure(&seg_dir, Some((&ct_path, ct.volume.geometry())))?;
     Ok(Subject {
-        id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        id: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         ct,
         segmentation,
     })
@@ -75,8 +84,8 @@ impl NnUnetDataset {
     pub fn open(root: &Path) -> Result<Self> {
         let json_path = root.join("dataset.json");
         let text = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::format(&json_path, format!("invalid JSON: {e}")))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(&json_path, format!("invalid JSON: {e}")))?;
         let labels = parse_labels(&json).map_err(|m| Error::format(&json_path, m))?;
         if let Some(channels) = json.get("channel_names").or_else(|| json.get("modality"))
             && let Some(obj) = channels.as_object()
@@ -84,45 +93,86 @@ impl NnUnetDataset {
         {
             return Err(Error::unsupported(
                 &json_path,
-                format!("{} input channels; ctseg's model reads one CT channel", obj.len()),
+                format!(
+                    "{} input channels; ctseg's model reads one CT channel",
+                    obj.len()
+                ),
             ));
         }
-        let ending = json.get("file_ending").and_then(|v| v.as_str()).unwrap_or(".nii.gz").to_string();
+        let ending = json
+            .get("file_ending")
+            .and_then(|v| v.as_str())
+            .unwrap_or(".nii.gz")
+            .to_string();
         let images_dir = root.join("imagesTr");
         let labels_dir = root.join("labelsTr");
         let entries = std::fs::read_dir(&images_dir).map_err(|e| Error::io(&images_dir, e))?;
         let mut cases = Vec::new();
         for entry in entries {
             let image = entry.map_err(|e| Error::io(&images_dir, e))?.path();
-            let name = image.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            let Some(id) = name.strip_suffix(&format!("_0000{ending}")) else { continue };
+            let name = image
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let Some(id) = name.strip_suffix(&format!("_0000{ending}")) else {
+                continue;
+            };
             let label = labels_dir.join(format!("{id}{ending}"));
             if !label.is_file() {
-                return Err(Error::format(&image, format!("no label file {}", label.display())));
+                return Err(Error::format(
+                    &image,
+                    format!("no label file {}", label.display()),
+                ));
             }
-            cases.push(NnUnetCase { id: id.to_string(), image, label });
+            cases.push(NnUnetCase {
+                id: id.to_string(),
+                image,
+                label,
+            });
         }
         if cases.is_empty() {
-            return Err(Error::format(&images_dir, format!("no images named <case>_0000{ending}")));
+            return Err(Error::format(
+                &images_dir,
+                format!("no images named <case>_0000{ending}"),
+            ));
         }
         cases.sort_by(|a, b| a.id.cmp(&b.id));
         let warnings = labels
             .iter()
             .filter(|l| catalog().label_of(&l.name).is_none())
-            .map(|l| format!("{}: label {} ({:?}) is not one of the 117 structures; ignored", json_path.display(), l.key, l.name))
+            .map(|l| {
+                format!(
+                    "{}: label {} ({:?}) is not one of the 117 structures; ignored",
+                    json_path.display(),
+                    l.key,
+                    l.name
+                )
+            })
             .collect();
-        Ok(Self { root: root.to_path_buf(), labels, cases, warnings })
+        Ok(Self {
+            root: root.to_path_buf(),
+            labels,
+            cases,
+            warnings,
+        })
     }
 
     /// Load case `index`: its CT and its labels mapped to the catalog by name.
     pub fn load_case(&self, index: usize) -> Result<Subject> {
-        let case = self
-            .cases
-            .get(index)
-            .ok_or_else(|| Error::Invalid(format!("case {index} out of range ({} cases)", self.cases.len())))?;
+        let case = self.cases.get(index).ok_or_else(|| {
+            Error::Invalid(format!(
+                "case {index} out of range ({} cases)",
+                self.cases.len()
+            ))
+        })?;
         let ct = load_ct(&case.image)?;
         let image = nifti::read::<u8>(&case.label)?;
-        check_same_grid(&case.image, ct.volume.geometry(), &case.label, image.volume.geometry())?;
+        check_same_grid(
+            &case.image,
+            ct.volume.geometry(),
+            &case.label,
+            image.volume.geometry(),
+        )?;
         let mut labels = image.volume;
         let counts = label_counts(&labels);
         let (lut, warnings) = lut_for(Some(&self.labels), catalog(), &counts);
@@ -137,7 +187,10 @@ impl NnUnetDataset {
                 named_labels: true,
                 overlap_voxels: 0,
                 files_found: 0,
-                warnings: warnings.into_iter().map(|w| format!("{}: {w}", case.label.display())).collect(),
+                warnings: warnings
+                    .into_iter()
+                    .map(|w| format!("{}: {w}", case.label.display()))
+                    .collect(),
             },
         })
     }
@@ -152,10 +205,15 @@ fn parse_labels(json: &serde_json::Value) -> std::result::Result<Vec<LabelEntry>
     let mut by_key = BTreeMap::new();
     for (k, v) in obj {
         let (key, name) = match (v, k.parse::<u32>()) {
-            (serde_json::Value::Number(n), _) => (n.as_u64().ok_or(format!("label {k:?} has value {n}"))? as u32, k.clone()),
+            (serde_json::Value::Number(n), _) => (
+                n.as_u64().ok_or(format!("label {k:?} has value {n}"))? as u32,
+                k.clone(),
+            ),
             (serde_json::Value::String(s), Ok(key)) => (key, s.clone()),
             (serde_json::Value::Array(_), _) => {
-                return Err(format!("label {k:?} is a region (list of labels); ctseg reads plain labels"));
+                return Err(format!(
+                    "label {k:?} is a region (list of labels); ctseg reads plain labels"
+                ));
             }
             _ => return Err(format!("label {k:?}: unrecognised value {v}")),
         };
@@ -167,7 +225,11 @@ fn parse_labels(json: &serde_json::Value) -> std::result::Result<Vec<LabelEntry>
     Ok(by_key
         .into_iter()
         .filter(|(k, _)| *k != 0)
-        .map(|(key, name)| LabelEntry { key, name, rgb: None })
+        .map(|(key, name)| LabelEntry {
+            key,
+            name,
+            rgb: None,
+        })
         .collect())
 }
 

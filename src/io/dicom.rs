@@ -16,7 +16,7 @@ use dicom_pixeldata::PixelDecoder;
 
 use crate::error::{Error, Result};
 use crate::geometry::{Geometry, IDENTITY};
-use crate::volume::{Voxel, Volume};
+use crate::volume::{Volume, Voxel};
 
 /// The voxel order ctseg gives DICOM volumes (as dicom2nifti does).
 pub const DICOM_ORIENTATION: &str = "LAS";
@@ -58,13 +58,19 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
     collect_files(dir, &mut files, 0)?;
     files.sort();
     if files.is_empty() {
-        return Err(Error::format(dir, "folder is empty: no DICOM files or CT found"));
+        return Err(Error::format(
+            dir,
+            "folder is empty: no DICOM files or CT found",
+        ));
     }
     let mut headers = Vec::new();
     let mut not_dicom = 0usize;
     let mut unreadable = Vec::new();
     for f in &files {
-        let obj = match OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(f) {
+        let obj = match OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(f)
+        {
             Ok(o) => o,
             Err(_) => {
                 not_dicom += 1;
@@ -81,7 +87,10 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
             Some(e) => Error::format(dir, format!("no readable DICOM image slices ({e})")),
             None => Error::format(
                 dir,
-                format!("no DICOM files found ({} files, none of them DICOM, no ct.nii.gz)", files.len()),
+                format!(
+                    "no DICOM files found ({} files, none of them DICOM, no ct.nii.gz)",
+                    files.len()
+                ),
             ),
         });
     }
@@ -96,7 +105,13 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
         .max_by_key(|(_, s)| s.len())
         .map(|(u, s)| (u.clone(), s.clone()))
         .ok_or_else(|| {
-            Error::format(dir, format!("no CT series among the DICOM files (modalities found: {})", modalities.join(", ")))
+            Error::format(
+                dir,
+                format!(
+                    "no CT series among the DICOM files (modalities found: {})",
+                    modalities.join(", ")
+                ),
+            )
         })?;
     let mut warnings = Vec::new();
     if series.len() > 1 {
@@ -109,7 +124,10 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
         ));
     }
     if not_dicom > 0 {
-        warnings.push(format!("{}: {not_dicom} files that are not DICOM were skipped", dir.display()));
+        warnings.push(format!(
+            "{}: {not_dicom} files that are not DICOM were skipped",
+            dir.display()
+        ));
     }
     for e in unreadable {
         warnings.push(format!("skipped: {e}"));
@@ -157,7 +175,13 @@ fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> String {
         .unwrap_or_default()
 }
 
-fn floats(obj: &DefaultDicomObject, tag: dicom_core::Tag, name: &str, path: &Path, n: usize) -> Result<Vec<f64>> {
+fn floats(
+    obj: &DefaultDicomObject,
+    tag: dicom_core::Tag,
+    name: &str,
+    path: &Path,
+    n: usize,
+) -> Result<Vec<f64>> {
     let v = obj
         .element_opt(tag)
         .ok()
@@ -189,8 +213,20 @@ fn slice_header(obj: &DefaultDicomObject, path: &Path) -> Result<SliceHeader> {
         .flatten()
         .and_then(|e| e.to_int::<u32>().ok())
         .unwrap_or(1) as usize;
-    let p = floats(obj, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient", path, 3)?;
-    let o = floats(obj, tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient", path, 6)?;
+    let p = floats(
+        obj,
+        tags::IMAGE_POSITION_PATIENT,
+        "ImagePositionPatient",
+        path,
+        3,
+    )?;
+    let o = floats(
+        obj,
+        tags::IMAGE_ORIENTATION_PATIENT,
+        "ImageOrientationPatient",
+        path,
+        6,
+    )?;
     let s = floats(obj, tags::PIXEL_SPACING, "PixelSpacing", path, 2)?;
     if s[0] <= 0.0 || s[1] <= 0.0 {
         return Err(Error::format(path, format!("invalid PixelSpacing {s:?}")));
@@ -209,7 +245,11 @@ fn slice_header(obj: &DefaultDicomObject, path: &Path) -> Result<SliceHeader> {
 }
 
 fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
@@ -230,11 +270,21 @@ fn assemble(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<(Volume<i16>, St
         if s.rows != first.rows || s.cols != first.cols {
             return Err(Error::format(
                 &s.path,
-                format!("slice is {}×{}, the series is {}×{}", s.cols, s.rows, first.cols, first.rows),
+                format!(
+                    "slice is {}×{}, the series is {}×{}",
+                    s.cols, s.rows, first.cols, first.rows
+                ),
             ));
         }
-        if s.orientation.iter().zip(first.orientation).any(|(a, b)| (a - b).abs() > 1e-3) {
-            return Err(Error::format(&s.path, "slice orientation differs from the rest of the series"));
+        if s.orientation
+            .iter()
+            .zip(first.orientation)
+            .any(|(a, b)| (a - b).abs() > 1e-3)
+        {
+            return Err(Error::format(
+                &s.path,
+                "slice orientation differs from the rest of the series",
+            ));
         }
     }
     let o = first.orientation;
@@ -242,7 +292,10 @@ fn assemble(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<(Volume<i16>, St
     let col_dir = [o[3], o[4], o[5]];
     let normal = cross(row_dir, col_dir);
     if dot(normal, normal) < 0.5 {
-        return Err(Error::format(&first.path, format!("invalid ImageOrientationPatient {o:?}")));
+        return Err(Error::format(
+            &first.path,
+            format!("invalid ImageOrientationPatient {o:?}"),
+        ));
     }
     slices.sort_by(|a, b| dot(a.position, normal).total_cmp(&dot(b.position, normal)));
     let z: Vec<f64> = slices.iter().map(|s| dot(s.position, normal)).collect();
@@ -310,16 +363,28 @@ fn assemble(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<(Volume<i16>, St
             .to_vec()
             .map_err(|e| Error::format(&s.path, format!("cannot convert pixel data: {e}")))?;
         if values.len() < per_slice {
-            return Err(Error::format(&s.path, "pixel data shorter than Rows×Columns"));
+            return Err(Error::format(
+                &s.path,
+                "pixel data shorter than Rows×Columns",
+            ));
         }
         for (o, v) in out.iter_mut().zip(values) {
             *o = i16::from_f64(v as f64).0;
         }
-        let signed = matches!(pixels.pixel_representation(), dicom_pixeldata::PixelRepresentation::Signed);
-        Ok(format!("{}int{}", if signed { "" } else { "u" }, pixels.bits_allocated()))
+        let signed = matches!(
+            pixels.pixel_representation(),
+            dicom_pixeldata::PixelRepresentation::Signed
+        );
+        Ok(format!(
+            "{}int{}",
+            if signed { "" } else { "u" },
+            pixels.bits_allocated()
+        ))
     };
     // Decoding (JPEG 2000 for many scanners) dominates; spread it over the cores.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(n.max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(n.max(1));
     let chunk = n.div_ceil(threads);
     let results: Vec<Result<String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = data
@@ -337,7 +402,10 @@ fn assemble(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<(Volume<i16>, St
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::format(dir, "DICOM decoder crashed"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::format(dir, "DICOM decoder crashed")))
+            })
             .collect()
     });
     for r in results {

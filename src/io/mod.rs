@@ -3,8 +3,8 @@
 
 pub mod dataset;
 pub mod dicom;
-pub mod segmentation;
 pub mod nifti;
+pub mod segmentation;
 
 use std::path::Path;
 
@@ -63,7 +63,10 @@ pub fn load_ct(path: &Path) -> Result<LoadedCt> {
         });
     }
     if !path.exists() {
-        return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        return Err(Error::io(
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
     }
     let image = nifti::read::<i16>(path)?;
     let mut warnings = Vec::new();
@@ -85,7 +88,11 @@ pub fn load_ct(path: &Path) -> Result<LoadedCt> {
 /// Write a file safely: `write` receives a temporary path in the same folder (ending
 /// in `suffix`), and on success the file is flushed to disk and renamed to `path`. On
 /// failure the temporary file is removed and `path` is left as it was.
-pub fn atomic_write(path: &Path, suffix: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub fn atomic_write(
+    path: &Path,
+    suffix: &str,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

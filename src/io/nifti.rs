@@ -15,7 +15,7 @@ use nifti::NiftiHeader;
 use crate::error::{Error, Result};
 use crate::geometry::{Affine, Geometry, IDENTITY, affine_to_quaternion, quaternion_to_affine};
 use crate::io::atomic_write;
-use crate::volume::{Voxel, Volume};
+use crate::volume::{Volume, Voxel};
 
 /// NIfTI `intent_code` for label maps (NIFTI_INTENT_LABEL).
 pub const INTENT_LABEL: i16 = 1002;
@@ -194,7 +194,10 @@ pub fn read_header(path: impl AsRef<Path>) -> Result<(Geometry, NiftiInfo)> {
 
 /// Whether `path` names a NIfTI file by its extension.
 pub fn is_nifti_path(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     [".nii", ".nii.gz", ".hdr", ".hdr.gz", ".img", ".img.gz"]
         .iter()
         .any(|ext| name.ends_with(ext))
@@ -220,7 +223,9 @@ fn open_stream(path: &Path) -> Result<(Box<dyn Read>, bool, u64)> {
 /// Turn an I/O error while reading `what` into a readable message.
 fn read_error(path: &Path, compressed: bool, what: &str, e: std::io::Error) -> Error {
     match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => Error::format(path, format!("file is truncated: {what} ends early")),
+        std::io::ErrorKind::UnexpectedEof => {
+            Error::format(path, format!("file is truncated: {what} ends early"))
+        }
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData if compressed => {
             Error::format(path, format!("corrupt gzip data in {what}: {e}"))
         }
@@ -232,7 +237,8 @@ fn open(path: &Path) -> Result<Opened> {
     let (header_path, pair_data) = pair_paths(path)?;
     let (mut stream, compressed, file_len) = open_stream(&header_path)?;
     let mut raw = [0u8; 348];
-    read_fully(&mut stream, &mut raw).map_err(|e| read_error(&header_path, compressed, "the header", e))
+    read_fully(&mut stream, &mut raw)
+        .map_err(|e| read_error(&header_path, compressed, "the header", e))
         .and_then(|got| {
             if got < 348 {
                 Err(Error::format(
@@ -278,7 +284,11 @@ fn open(path: &Path) -> Result<Opened> {
     if header.bitpix != 0 && header.bitpix as usize != datatype.size() * 8 {
         return Err(Error::format(
             &header_path,
-            format!("bitpix {} does not match datatype {}", header.bitpix, datatype.name()),
+            format!(
+                "bitpix {} does not match datatype {}",
+                header.bitpix,
+                datatype.name()
+            ),
         ));
     }
 
@@ -287,8 +297,11 @@ fn open(path: &Path) -> Result<Opened> {
     let mut consumed = 348u64;
     let vox_offset = header.vox_offset as f64;
     let ext_limit = if single_file {
-        if !(vox_offset >= 348.0) || vox_offset.fract() != 0.0 {
-            return Err(Error::format(&header_path, format!("invalid vox_offset {vox_offset}")));
+        if vox_offset.is_nan() || vox_offset < 348.0 || vox_offset.fract() != 0.0 {
+            return Err(Error::format(
+                &header_path,
+                format!("invalid vox_offset {vox_offset}"),
+            ));
         }
         vox_offset as u64
     } else {
@@ -301,9 +314,19 @@ fn open(path: &Path) -> Result<Opened> {
             .map_err(|e| read_error(&header_path, compressed, "the header extensions", e))?;
         consumed += got as u64;
         if got == 4 && extender[0] != 0 {
-            extensions = read_extensions(&mut stream, &header_path, compressed, big_endian, ext_limit, &mut consumed)?;
+            extensions = read_extensions(
+                &mut stream,
+                &header_path,
+                compressed,
+                big_endian,
+                ext_limit,
+                &mut consumed,
+            )?;
         } else if got < 4 && single_file {
-            return Err(Error::format(&header_path, "file is truncated after the header"));
+            return Err(Error::format(
+                &header_path,
+                "file is truncated after the header",
+            ));
         }
     }
 
@@ -330,7 +353,13 @@ fn open(path: &Path) -> Result<Opened> {
     };
 
     let (data, data_compressed, data_len, data_path, offset) = match pair_data {
-        None => (stream, compressed, file_len, header_path.clone(), vox_offset as u64),
+        None => (
+            stream,
+            compressed,
+            file_len,
+            header_path.clone(),
+            vox_offset as u64,
+        ),
         Some(img) => {
             let (s, c, l) = open_stream(&img)?;
             (s, c, l, img, vox_offset.max(0.0) as u64)
@@ -343,7 +372,10 @@ fn open(path: &Path) -> Result<Opened> {
         let skipped = std::io::copy(&mut (&mut data).take(skip), &mut std::io::sink())
             .map_err(|e| read_error(&data_path, data_compressed, "the header extensions", e))?;
         if skipped < skip {
-            return Err(Error::format(&data_path, "file is truncated before the voxel data"));
+            return Err(Error::format(
+                &data_path,
+                "file is truncated before the voxel data",
+            ));
         }
     }
     // A deflate stream expands at most ~1032×; anything beyond that is a lying header.
@@ -363,17 +395,21 @@ fn open(path: &Path) -> Result<Opened> {
 
 /// For `x.hdr`/`x.img` (optionally `.gz`): the header path and the image path.
 fn pair_paths(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let lower = name.to_ascii_lowercase();
     let swap = |from: &str, to: &[&str]| -> Option<PathBuf> {
         let stem = &name[..name.len() - from.len()];
-        to.iter().map(|ext| path.with_file_name(format!("{stem}{ext}"))).find(|p| p.exists())
+        to.iter()
+            .map(|ext| path.with_file_name(format!("{stem}{ext}")))
+            .find(|p| p.exists())
     };
     for hdr in [".hdr", ".hdr.gz"] {
         if lower.ends_with(hdr) {
-            let img = swap(hdr, &[".img", ".img.gz", ".IMG"]).ok_or_else(|| {
-                Error::format(path, "header file without its .img data file")
-            })?;
+            let img = swap(hdr, &[".img", ".img.gz", ".IMG"])
+                .ok_or_else(|| Error::format(path, "header file without its .img data file"))?;
             return Ok((path.to_path_buf(), Some(img)));
         }
     }
@@ -418,14 +454,26 @@ fn read_extensions(
             break;
         }
         if got < 8 {
-            return Err(Error::format(path, "file is truncated inside a header extension"));
+            return Err(Error::format(
+                path,
+                "file is truncated inside a header extension",
+            ));
         }
         *consumed += 8;
-        let int = |b: [u8; 4]| if big_endian { i32::from_be_bytes(b) } else { i32::from_le_bytes(b) };
+        let int = |b: [u8; 4]| {
+            if big_endian {
+                i32::from_be_bytes(b)
+            } else {
+                i32::from_le_bytes(b)
+            }
+        };
         let esize = int([head[0], head[1], head[2], head[3]]);
         let code = int([head[4], head[5], head[6], head[7]]);
         if esize < 8 || (*consumed - 8).saturating_add(esize as u64) > limit {
-            return Err(Error::format(path, format!("invalid header extension size {esize}")));
+            return Err(Error::format(
+                path,
+                format!("invalid header extension size {esize}"),
+            ));
         }
         let mut data = vec![0u8; esize as usize - 8];
         stream
@@ -449,16 +497,20 @@ fn affine_source(h: &NiftiHeader) -> AffineSource {
 
 /// Shape (3-D; 4-D with more than one volume refused) and affine of a header.
 fn geometry_of(h: &NiftiHeader, path: &Path) -> Result<Geometry> {
-    let ndim = h.dim[0];
+    let ndim = h.dim[0] as i16;
     if !(1..=7).contains(&ndim) {
-        return Err(Error::format(path, format!("invalid dim[0] = {ndim} (must be 1..7)")));
+        return Err(Error::format(
+            path,
+            format!("invalid dim[0] = {ndim} (must be 1..7)"),
+        ));
     }
     let ndim = ndim as usize;
     let dim = |i: usize| -> Result<usize> {
         if i > ndim {
             return Ok(1);
         }
-        let d = h.dim[i];
+        // dims are signed 16-bit on disk; the `nifti` crate reads them unsigned.
+        let d = h.dim[i] as i16;
         if d <= 0 {
             return Err(Error::format(path, format!("invalid dim[{i}] = {d}")));
         }
@@ -489,7 +541,10 @@ fn geometry_of(h: &NiftiHeader, path: &Path) -> Result<Geometry> {
         AffineSource::Qform => {
             let zooms = [pix(1), pix(2), pix(3)];
             if zooms.iter().any(|z| *z < 0.0) {
-                return Err(Error::format(path, format!("negative pixdim {zooms:?} with a qform")));
+                return Err(Error::format(
+                    path,
+                    format!("negative pixdim {zooms:?} with a qform"),
+                ));
             }
             let qfac = if pix(0) < 0.0 { -1.0 } else { 1.0 };
             let bcd = [h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64];
@@ -514,7 +569,10 @@ fn geometry_of(h: &NiftiHeader, path: &Path) -> Result<Geometry> {
     if !finite || g.voxel_volume_mm3() <= 0.0 {
         return Err(Error::format(
             path,
-            format!("degenerate voxel-to-world affine ({:?}): {affine:?}", affine_source(h)),
+            format!(
+                "degenerate voxel-to-world affine ({:?}): {affine:?}",
+                affine_source(h)
+            ),
         ));
     }
     Ok(g)
@@ -542,8 +600,12 @@ fn read_voxels<T: Voxel>(opened: &mut Opened, n: usize) -> Result<(Vec<T>, u64)>
         ));
     }
     let mut out: Vec<T> = Vec::new();
-    out.try_reserve_exact(n)
-        .map_err(|_| Error::format(&path, format!("cannot allocate {nbytes} bytes for the voxel data")))?;
+    out.try_reserve_exact(n).map_err(|_| {
+        Error::format(
+            &path,
+            format!("cannot allocate {nbytes} bytes for the voxel data"),
+        )
+    })?;
     out.resize(n, T::default());
     let compressed = info.compressed;
     let identity = info.scl_slope == 1.0 && info.scl_inter == 0.0;
@@ -580,13 +642,24 @@ fn read_voxels<T: Voxel>(opened: &mut Opened, n: usize) -> Result<(Vec<T>, u64)>
 
 /// Decode raw voxels of type `dt` into `out`, applying scaling; returns how many
 /// values were clamped to `T`'s range.
-fn convert_chunk<T: Voxel>(raw: &[u8], dt: DataType, big: bool, slope: f64, inter: f64, out: &mut [T]) -> u64 {
+fn convert_chunk<T: Voxel>(
+    raw: &[u8],
+    dt: DataType,
+    big: bool,
+    slope: f64,
+    inter: f64,
+    out: &mut [T],
+) -> u64 {
     let mut clipped = 0u64;
     macro_rules! each {
         ($t:ty, $n:literal) => {{
             for (o, b) in out.iter_mut().zip(raw.chunks_exact($n)) {
                 let bytes: [u8; $n] = b.try_into().unwrap_or([0; $n]);
-                let v = if big { <$t>::from_be_bytes(bytes) } else { <$t>::from_le_bytes(bytes) };
+                let v = if big {
+                    <$t>::from_be_bytes(bytes)
+                } else {
+                    <$t>::from_le_bytes(bytes)
+                };
                 let (t, c) = T::from_f64(v as f64 * slope + inter);
                 *o = t;
                 clipped += c as u64;
@@ -626,9 +699,16 @@ pub struct WriteOptions {
 /// affine goes to the sform and, when it has no shear, to the qform as well.
 /// The file is written to a temporary file in the same folder and renamed into
 /// place, so an interrupted write never leaves a damaged file at `path`.
-pub fn write<T: Voxel>(path: impl AsRef<Path>, volume: &Volume<T>, options: &WriteOptions) -> Result<()> {
+pub fn write<T: Voxel>(
+    path: impl AsRef<Path>,
+    volume: &Volume<T>,
+    options: &WriteOptions,
+) -> Result<()> {
     let path = path.as_ref();
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     let compress = if name.ends_with(".nii.gz") {
         true
     } else if name.ends_with(".nii") {
@@ -696,12 +776,28 @@ fn header_for(geometry: &Geometry, options: &WriteOptions) -> NiftiHeader {
         xyzt_units: 2 | 8, // mm, seconds
         ..NiftiHeader::default()
     };
-    let row = |r: usize| [m[r][0] as f32, m[r][1] as f32, m[r][2] as f32, m[r][3] as f32];
+    let row = |r: usize| {
+        [
+            m[r][0] as f32,
+            m[r][1] as f32,
+            m[r][2] as f32,
+            m[r][3] as f32,
+        ]
+    };
     h.srow_x = row(0);
     h.srow_y = row(1);
     h.srow_z = row(2);
     let spacing = geometry.spacing();
-    h.pixdim = [1.0, spacing[0] as f32, spacing[1] as f32, spacing[2] as f32, 1.0, 1.0, 1.0, 1.0];
+    h.pixdim = [
+        1.0,
+        spacing[0] as f32,
+        spacing[1] as f32,
+        spacing[2] as f32,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    ];
     if let Some((bcd, qfac, zooms, offset)) = affine_to_quaternion(m) {
         h.qform_code = code;
         h.quatern_b = bcd[0] as f32;

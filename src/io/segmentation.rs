@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::io::nifti::{self, Extension, WriteOptions};
-use crate::labels::{LabelVolume, label_counts, label_table_xml, lut_for, parse_label_table, remap};
+use crate::labels::{
+    LabelVolume, label_counts, label_table_xml, lut_for, parse_label_table, remap,
+};
 use crate::structures::{Catalog, catalog};
 use crate::volume::Volume;
 
@@ -66,7 +68,11 @@ pub fn check_same_grid(a_path: &Path, a: &Geometry, b_path: &Path, b: &Geometry)
 pub fn load_segmentation(path: &Path) -> Result<LoadedSegmentation> {
     if path.is_dir() {
         let sub = path.join("segmentations");
-        let dir = if sub.is_dir() { sub } else { path.to_path_buf() };
+        let dir = if sub.is_dir() {
+            sub
+        } else {
+            path.to_path_buf()
+        };
         load_per_structure(&dir, None)
     } else {
         load_multilabel(path)
@@ -104,34 +110,47 @@ pub fn load_multilabel(path: &Path) -> Result<LoadedSegmentation> {
         named_labels: table.is_some(),
         overlap_voxels: 0,
         files_found: 0,
-        warnings: warnings.into_iter().map(|w| format!("{}: {w}", path.display())).collect(),
+        warnings: warnings
+            .into_iter()
+            .map(|w| format!("{}: {w}", path.display()))
+            .collect(),
     })
 }
 
 /// The structure name a mask file stands for (`liver.nii.gz` → `liver`).
 fn mask_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_string_lossy().to_string();
-    name.strip_suffix(".nii.gz").or_else(|| name.strip_suffix(".nii")).map(str::to_string)
+    name.strip_suffix(".nii.gz")
+        .or_else(|| name.strip_suffix(".nii"))
+        .map(str::to_string)
 }
 
 /// Load a folder of binary masks `<structure>.nii.gz` into one multilabel volume.
 /// A missing file is an empty structure; an unknown name is a warning; where masks
 /// overlap the later class wins (as in TotalSegmentator) and the voxels are counted.
 /// With `reference`, every mask must lie on that grid (e.g. the CT's).
-pub fn load_per_structure(dir: &Path, reference: Option<(&Path, &Geometry)>) -> Result<LoadedSegmentation> {
+pub fn load_per_structure(
+    dir: &Path,
+    reference: Option<(&Path, &Geometry)>,
+) -> Result<LoadedSegmentation> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut masks = Vec::new();
     let mut warnings = Vec::new();
     let cat = catalog();
     for entry in entries {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let Some(name) = mask_name(&path) else { continue };
+        let Some(name) = mask_name(&path) else {
+            continue;
+        };
         if name.starts_with('.') {
             continue;
         }
         match cat.label_of(&name) {
             Some(label) => masks.push((label, path)),
-            None => warnings.push(format!("{}: unknown structure name {name:?}; ignored", path.display())),
+            None => warnings.push(format!(
+                "{}: unknown structure name {name:?}; ignored",
+                path.display()
+            )),
         }
     }
     if masks.is_empty() {
@@ -142,7 +161,8 @@ pub fn load_per_structure(dir: &Path, reference: Option<(&Path, &Geometry)>) -> 
     }
     masks.sort();
     let mut labels: Option<LabelVolume> = None;
-    let mut grid_source: Option<(PathBuf, Geometry)> = reference.map(|(p, g)| (p.to_path_buf(), g.clone()));
+    let mut grid_source: Option<(PathBuf, Geometry)> =
+        reference.map(|(p, g)| (p.to_path_buf(), g.clone()));
     let mut overlap = 0u64;
     for (label, path) in &masks {
         let mask = nifti::read::<u8>(path)?.volume;
@@ -178,7 +198,10 @@ pub fn load_per_structure(dir: &Path, reference: Option<(&Path, &Geometry)>) -> 
 
 /// The header extension carrying the label table of `catalog`.
 pub fn label_table_extension(catalog: &Catalog) -> Extension {
-    Extension { code: 0, data: label_table_xml(catalog).into_bytes() }
+    Extension {
+        code: 0,
+        data: label_table_xml(catalog).into_bytes(),
+    }
 }
 
 /// Save a multilabel NIfTI with the label table in its header extension (written to
@@ -196,7 +219,10 @@ pub fn save_multilabel(path: &Path, labels: &LabelVolume) -> Result<()> {
 /// needed), TotalSegmentator's layout. Each file is written safely.
 pub fn save_per_structure(dir: &Path, labels: &LabelVolume) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let options = WriteOptions { label_map: true, ..WriteOptions::default() };
+    let options = WriteOptions {
+        label_map: true,
+        ..WriteOptions::default()
+    };
     let mut mask = Volume::<u8>::zeros(labels.geometry().clone());
     for s in catalog().all() {
         for (m, &l) in mask.data_mut().iter_mut().zip(labels.data()) {

@@ -41,7 +41,10 @@ pub fn gunzip(path: &Path) -> Vec<u8> {
 
 /// Gzip `bytes` into `path`.
 pub fn gzip_to(path: &Path, bytes: &[u8]) {
-    let mut e = flate2::write::GzEncoder::new(std::fs::File::create(path).expect("writable"), flate2::Compression::fast());
+    let mut e = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).expect("writable"),
+        flate2::Compression::fast(),
+    );
     e.write_all(bytes).expect("write");
     e.finish().expect("finish");
 }
@@ -79,7 +82,11 @@ impl Header {
             qform_code: 0,
             sform_code: 1,
             quatern: [0.0; 6],
-            srow: [[1.5, 0.0, 0.0, -10.0], [0.0, 2.0, 0.0, 20.0], [0.0, 0.0, 3.0, 30.0]],
+            srow: [
+                [1.5, 0.0, 0.0, -10.0],
+                [0.0, 2.0, 0.0, 20.0],
+                [0.0, 0.0, 3.0, 30.0],
+            ],
             magic: *b"n+1\0",
         }
     }
