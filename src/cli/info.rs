@@ -65,18 +65,14 @@ pub struct InfoReport {
     pub warnings: Vec<String>,
 }
 
-/// Whether a NIfTI file looks like a label map rather than a CT.
-fn is_label_file(path: &Path) -> Result<bool> {
-    let (_, info) = nifti::read_header(path)?;
+/// Whether a NIfTI header describes a label map rather than a CT: a label table
+/// extension, the NIFTI_INTENT_LABEL intent, or uint8 voxels (never used for CT).
+fn is_label_map(info: &nifti::NiftiInfo) -> bool {
     let has_table = info
         .extensions
         .iter()
         .any(|e| matches!(crate::labels::parse_label_table(&e.data), Ok(Some(_))));
-    Ok(
-        has_table
-            || info.intent_code == nifti::INTENT_LABEL
-            || info.datatype == nifti::DataType::U8,
-    )
+    has_table || info.intent_code == nifti::INTENT_LABEL || info.datatype == nifti::DataType::U8
 }
 
 fn labels_of(seg: &LoadedSegmentation) -> Vec<LabelInfo> {
@@ -162,8 +158,8 @@ pub fn build_report(path: &Path) -> Result<InfoReport> {
         let ct = load_ct(path)?;
         return Ok(ct_report(path, &ct));
     }
-    if is_label_file(path)? {
-        let (_, info) = nifti::read_header(path)?;
+    let (_, info) = nifti::read_header(path)?;
+    if is_label_map(&info) {
         let seg = load_segmentation(path)?;
         return Ok(seg_report(
             path,
