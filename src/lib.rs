@@ -4,6 +4,8 @@
 //! Lower layers (`geometry`, `volume`, `labels`, `structures`, `window`, `metrics`,
 //! `io`) know nothing of Burn or egui.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod error;
 pub mod geometry;
