@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
 use crate::labels::LabelVolume;
 use crate::structures::Catalog;
 
@@ -70,7 +71,7 @@ pub fn confusion_counts(gt: &[u8], pred: &[u8]) -> Vec<Confusion> {
         pred_n[p as usize] += 1;
         tp[g as usize] += (g == p) as u64;
     }
-    let total = gt.len() as u64;
+    let total = gt.len().min(pred.len()) as u64;
     (0..256)
         .map(|l| {
             let fn_ = gt_n[l] - tp[l];
@@ -121,8 +122,17 @@ pub struct Evaluation {
     pub n_scored: usize,
 }
 
-/// Evaluate `pred` against `gt` (same grid) for every structure of `catalog`.
-pub fn evaluate(gt: &LabelVolume, pred: &LabelVolume, catalog: &Catalog) -> Evaluation {
+/// Evaluate `pred` against `gt` for every structure of `catalog`; an error when the
+/// shapes differ (check the affines too, e.g. with
+/// [`crate::io::segmentation::check_same_grid`]).
+pub fn evaluate(gt: &LabelVolume, pred: &LabelVolume, catalog: &Catalog) -> Result<Evaluation> {
+    if gt.shape() != pred.shape() {
+        return Err(Error::Invalid(format!(
+            "cannot compare segmentations of shapes {:?} and {:?}",
+            gt.shape(),
+            pred.shape()
+        )));
+    }
     let counts = confusion_counts(gt.data(), pred.data());
     let ml_per_voxel = gt.geometry().voxel_volume_mm3() / 1000.0;
     let structures: Vec<StructureMetrics> = catalog
@@ -146,11 +156,11 @@ pub fn evaluate(gt: &LabelVolume, pred: &LabelVolume, catalog: &Catalog) -> Eval
         .collect();
     let scored: Vec<f64> = structures.iter().filter_map(|s| s.dice).collect();
     let mean_dice = (!scored.is_empty()).then(|| scored.iter().sum::<f64>() / scored.len() as f64);
-    Evaluation {
+    Ok(Evaluation {
         n_scored: scored.len(),
         mean_dice,
         structures,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -192,7 +202,7 @@ mod tests {
         let g = Geometry::new([4, 1, 1], m);
         let gt = LabelVolume::new(g.clone(), vec![5, 5, 1, 0]).expect("4 voxels");
         let pred = LabelVolume::new(g, vec![5, 0, 1, 0]).expect("4 voxels");
-        let e = evaluate(&gt, &pred, catalog());
+        let e = evaluate(&gt, &pred, catalog()).expect("same shape");
         assert_eq!(e.structures.len(), 117);
         assert_eq!(e.n_scored, 2);
         let liver = &e.structures[4];
@@ -209,8 +219,10 @@ mod tests {
     fn identical_volumes_score_one() {
         let g = Geometry::new([3, 1, 1], IDENTITY);
         let v = LabelVolume::new(g, vec![1, 2, 3]).expect("3 voxels");
-        let e = evaluate(&v, &v, catalog());
+        let e = evaluate(&v, &v, catalog()).expect("same shape");
         assert_eq!(e.mean_dice, Some(1.0));
         assert_eq!(e.n_scored, 3);
+        let other = LabelVolume::zeros(Geometry::new([1, 3, 1], IDENTITY));
+        assert!(evaluate(&v, &other, catalog()).is_err());
     }
 }

@@ -25,6 +25,13 @@ pub fn shared_path(rel: &str) -> Option<PathBuf> {
             path.display()
         );
     }
-    eprintln!("skipping: shared test data {} is missing", path.display());
+    // Written to the stderr handle directly (not `eprintln!`) so the test harness
+    // does not capture it: the reason shows in every `cargo test` run.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipping: shared test data {} is missing",
+        path.display()
+    );
     None
 }

@@ -190,7 +190,7 @@ fn eval_full_vs_fast_matches_direct_counts() {
     };
     let gt = load_multilabel(&gt_path).expect("gt");
     let pred = load_multilabel(&pred_path).expect("pred");
-    let e = evaluate(&gt.labels, &pred.labels, catalog());
+    let e = evaluate(&gt.labels, &pred.labels, catalog()).expect("same grid");
     // Independent computation: per structure, count voxels directly.
     let (g, p) = (gt.labels.data(), pred.labels.data());
     let mut dices = Vec::new();

@@ -39,7 +39,7 @@ pub fn evaluate_paths(args: &EvalArgs) -> Result<(Evaluation, Vec<String>)> {
     )?;
     let mut warnings = gt.warnings;
     warnings.extend(pred.warnings);
-    Ok((evaluate(&gt.labels, &pred.labels, catalog()), warnings))
+    Ok((evaluate(&gt.labels, &pred.labels, catalog())?, warnings))
 }
 
 fn opt(v: Option<f64>) -> String {

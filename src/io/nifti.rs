@@ -192,17 +192,6 @@ pub fn read_header(path: impl AsRef<Path>) -> Result<(Geometry, NiftiInfo)> {
     Ok((opened.geometry, opened.info))
 }
 
-/// Whether `path` names a NIfTI file by its extension.
-pub fn is_nifti_path(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    [".nii", ".nii.gz", ".hdr", ".hdr.gz", ".img", ".img.gz"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
-}
-
 /// A buffered reader over `path`, transparently gunzipping (by magic bytes).
 fn open_stream(path: &Path) -> Result<(Box<dyn Read>, bool, u64)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
