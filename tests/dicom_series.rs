@@ -132,3 +132,17 @@ fn the_ct_series_is_picked_among_several() {
         "{err}"
     );
 }
+
+#[test]
+fn a_single_slice_takes_its_thickness() {
+    let Some(src) = shared("totalseg/dicom_ct") else {
+        return;
+    };
+    let dir = tempdir();
+    let first = &slice_files(&src)[0];
+    std::fs::copy(first, dir.path().join("only")).expect("copy");
+    let series = read_series(dir.path()).expect("readable");
+    assert_eq!(series.volume.shape(), [512, 512, 1]);
+    // SliceThickness of this series is 3 mm (its positions are 2 mm apart).
+    assert_eq!(series.volume.geometry().spacing()[2], 3.0);
+}

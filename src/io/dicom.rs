@@ -47,6 +47,8 @@ struct SliceHeader {
     position: [f64; 3],
     orientation: [f64; 6],
     spacing: [f64; 2],
+    /// SpacingBetweenSlices, else SliceThickness (used only for a single slice).
+    thickness: Option<f64>,
     frames: usize,
 }
 
@@ -240,6 +242,15 @@ fn slice_header(obj: &DefaultDicomObject, path: &Path) -> Result<SliceHeader> {
         position: [p[0], p[1], p[2]],
         orientation: [o[0], o[1], o[2], o[3], o[4], o[5]],
         spacing: [s[0], s[1]],
+        thickness: [tags::SPACING_BETWEEN_SLICES, tags::SLICE_THICKNESS]
+            .into_iter()
+            .filter_map(|t| {
+                obj.element_opt(t)
+                    .ok()
+                    .flatten()
+                    .and_then(|e| e.to_float64().ok())
+            })
+            .find(|v| v.is_finite() && *v > 0.0),
         frames,
     })
 }
@@ -327,7 +338,9 @@ fn assemble(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<(Volume<i16>, St
         let (a, b) = (slices[0].position, slices[n - 1].position);
         std::array::from_fn(|r| (b[r] - a[r]) / (n - 1) as f64)
     } else {
-        normal
+        // One slice: its thickness is the only spacing there is.
+        let t = first.thickness.unwrap_or(1.0);
+        normal.map(|v| v * t)
     };
 
     // LPS world_from_voxel, then RAS+ by negating x and y.
