@@ -6,14 +6,27 @@
 
 #![warn(missing_docs)]
 
+pub mod augment;
+#[cfg(feature = "ml")]
+pub mod backend;
 pub mod cli;
+pub mod data;
 pub mod error;
 pub mod geometry;
+#[cfg(feature = "ml")]
+pub mod infer;
 pub mod io;
 pub mod labels;
 pub mod metrics;
+#[cfg(feature = "ml")]
+pub mod model;
+pub mod phantom;
+pub mod postprocess;
+pub mod resample;
 pub mod structures;
 pub mod testdata;
+#[cfg(feature = "ml")]
+pub mod train;
 pub mod volume;
 pub mod window;
 

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use ctseg::cli::{Cli, Command, eval, info};
+use ctseg::cli::{Cli, Command, eval, info, phantom};
+#[cfg(feature = "ml")]
+use ctseg::cli::{bench, predict, train};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -11,6 +13,13 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Eval(args)) => eval::run(args),
+        #[cfg(feature = "ml")]
+        Some(Command::Train(args)) => train::run(args),
+        #[cfg(feature = "ml")]
+        Some(Command::Predict(args)) => predict::run(args),
+        #[cfg(feature = "ml")]
+        Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Phantom(args)) => phantom::run(args),
         None => {
             // The desktop viewer lands with its issue; until then show the commands.
             let _ = Cli::command().print_help();

@@ -1,8 +1,15 @@
 //! The `ctseg` command line: `info`, `eval` (more subcommands arrive with the model
 //! and the viewer).
 
+#[cfg(feature = "ml")]
+pub mod bench;
 pub mod eval;
 pub mod info;
+pub mod phantom;
+#[cfg(feature = "ml")]
+pub mod predict;
+#[cfg(feature = "ml")]
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +29,17 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Compare a predicted segmentation with the ground truth, per structure.
     Eval(eval::EvalArgs),
+    /// Train the U-Net on a dataset into a run folder.
+    #[cfg(feature = "ml")]
+    Train(train::TrainArgs),
+    /// Segment a CT with a trained model.
+    #[cfg(feature = "ml")]
+    Predict(predict::PredictArgs),
+    /// Measure training/inference throughput and check a backend against the CPU.
+    #[cfg(feature = "ml")]
+    Bench(bench::BenchArgs),
+    /// Write a synthetic TotalSegmentator-layout dataset of abdominal phantoms.
+    Phantom(phantom::PhantomArgs),
 }
 
 /// Print non-fatal warnings to stderr.

@@ -1,0 +1,151 @@
+//! `ctseg predict`: segment a CT with a trained model.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::{self, BackendKind};
+use crate::cli::print_warnings;
+use crate::infer::{PredictOptions, Predictor};
+use crate::io::load_ct;
+use crate::io::segmentation::{save_multilabel, save_per_structure};
+
+/// Arguments of `ctseg predict`.
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Run folder (its `checkpoints/best` is used), checkpoint folder or `.safetensors` file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// CT: NIfTI file or DICOM folder.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output `.nii.gz` multilabel file (label names in the header), or with
+    /// `--per-structure` a folder of `<name>.nii.gz` masks.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = BackendKind::Wgpu)]
+    pub backend: BackendKind,
+    /// Slices per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Probability above which a structure is present.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Write one mask per structure (TotalSegmentator layout) instead of one multilabel file.
+    #[arg(long)]
+    pub per_structure: bool,
+    /// Average probabilities with the neighbouring slices (¼, ½, ¼) before thresholding.
+    #[arg(long)]
+    pub smooth: bool,
+    /// Keep only the largest connected component of single-object structures.
+    #[arg(long)]
+    pub largest_component: bool,
+    /// Replace an existing output.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Run `ctseg predict`.
+pub fn run(args: &PredictArgs) -> Result<()> {
+    if !(args.threshold > 0.0 && args.threshold < 1.0) {
+        bail!("--threshold must be in (0, 1), got {}", args.threshold);
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be positive");
+    }
+    if args.out.exists() && !args.force {
+        bail!(
+            "{} already exists; pass --force to replace it",
+            args.out.display()
+        );
+    }
+    if !args.per_structure {
+        let name = args.out.to_string_lossy();
+        if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
+            bail!(
+                "{}: the multilabel output must end in .nii.gz or .nii (or use --per-structure for a folder)",
+                args.out.display()
+            );
+        }
+    }
+    let loaded = load_ct(&args.input)?;
+    print_warnings(&loaded.warnings);
+    let selected = backend::select(args.backend)?;
+    let predictor = Predictor::load(&args.model, selected.device.clone(), args.backend)?;
+    if !args.quiet {
+        eprintln!(
+            "model {} on {}",
+            predictor.weights().display(),
+            selected.describe()
+        );
+    }
+    let [_, _, nz] = loaded.volume.shape();
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(nz as u64).with_style(
+            ProgressStyle::with_template(
+                "predicting [{bar:30.cyan/blue}] {pos}/{len} slices ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        )
+    };
+    let options = PredictOptions {
+        threshold: args.threshold,
+        batch_size: args.batch_size,
+        smooth: args.smooth,
+        largest_component: args.largest_component,
+    };
+    let start = Instant::now();
+    let labels = predictor.predict(&loaded.volume, &options, &mut |done, _| {
+        bar.set_position(done as u64);
+        true
+    })?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    if args.per_structure {
+        if args.out.exists() && !args.out.is_dir() {
+            bail!("{} exists and is not a folder", args.out.display());
+        }
+        // Write into a sibling temporary folder, then swap it in.
+        let parent = args
+            .out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let tmp = tempfile::Builder::new()
+            .prefix(".ctseg-tmp-")
+            .tempdir_in(&parent)
+            .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))?;
+        save_per_structure(tmp.path(), &labels)?;
+        let tmp = tmp.keep();
+        if args.out.exists() {
+            std::fs::remove_dir_all(&args.out)
+                .with_context(|| format!("cannot replace {}", args.out.display()))?;
+        }
+        std::fs::rename(&tmp, &args.out)
+            .with_context(|| format!("cannot move the masks to {}", args.out.display()))?;
+    } else {
+        save_multilabel(&args.out, &labels)?;
+    }
+    let present = crate::labels::label_counts(&labels)
+        .iter()
+        .skip(1)
+        .filter(|&&c| c > 0)
+        .count();
+    eprintln!(
+        "{} slices in {seconds:.2} s ({:.1} slices/s), {present} structures found → {}",
+        nz,
+        nz as f64 / seconds.max(1e-9),
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! Finding the cases of a training dataset and splitting them into train and
+//! validation by subject (never by slice).
+//!
+//! Accepted layouts: a TotalSegmentator root (subject folders with `ct.nii.gz` and
+//! `segmentations/`, optional semicolon-separated `meta.csv` with a `split` column), an
+//! nnU-Net raw dataset (`dataset.json`, `imagesTr/`, `labelsTr/`), or one subject folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::io::dataset::{NnUnetDataset, Subject, is_totalseg_subject, load_totalseg_subject};
+use crate::structures::catalog;
+
+/// Which part of the data a case belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Used for gradient steps.
+    Train,
+    /// Used for per-epoch validation.
+    Val,
+    /// Held out (listed in meta.csv as test; not used by training).
+    Test,
+}
+
+/// Layout of the dataset folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DatasetLayout {
+    /// Folder of TotalSegmentator subjects.
+    TotalSegmentator,
+    /// nnU-Net raw dataset.
+    NnUnet,
+    /// A single TotalSegmentator subject folder (used for both training and validation).
+    SingleSubject,
+}
+
+/// Where one case's files are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaseFiles {
+    /// A TotalSegmentator subject folder.
+    Subject(PathBuf),
+    /// Case `index` of the nnU-Net dataset.
+    NnUnet(usize),
+}
+
+/// One case of the dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseRef {
+    /// Subject / case id.
+    pub id: String,
+    /// Its split.
+    pub split: Split,
+    /// Where its files are.
+    pub files: CaseFiles,
+    /// Paths whose size and modification time key the preprocessing cache.
+    pub sources: Vec<PathBuf>,
+}
+
+/// The cases of a dataset folder.
+#[derive(Debug, Clone)]
+pub struct DatasetIndex {
+    /// The dataset folder.
+    pub root: PathBuf,
+    /// Its layout.
+    pub layout: DatasetLayout,
+    /// All cases, sorted by id.
+    pub cases: Vec<CaseRef>,
+    /// How the split was decided.
+    pub split_source: String,
+    nnunet: Option<NnUnetDataset>,
+}
+
+impl DatasetIndex {
+    /// Open `root` and split its cases. `val_fraction` applies when the dataset carries
+    /// no split of its own; the split is a deterministic function of the subject ids
+    /// and `seed`. Errors name the folder and what is wrong.
+    pub fn open(root: &Path, val_fraction: f64, seed: u64) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(Error::format(
+                root,
+                "dataset folder not found (or not a folder)",
+            ));
+        }
+        if is_totalseg_subject(root) {
+            let id = root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "subject".into());
+            check_segmentation_names(root)?;
+            let sources = subject_sources(root);
+            return Ok(DatasetIndex {
+                root: root.to_path_buf(),
+                layout: DatasetLayout::SingleSubject,
+                cases: vec![CaseRef {
+                    id,
+                    split: Split::Train,
+                    files: CaseFiles::Subject(root.to_path_buf()),
+                    sources,
+                }],
+                split_source: "single subject: trained and validated on the same volume".into(),
+                nnunet: None,
+            });
+        }
+        if root.join("dataset.json").is_file() {
+            let dataset = NnUnetDataset::open(root)?;
+            if let Some(w) = dataset.warnings.iter().find(|w| w.contains("unknown")) {
+                return Err(Error::format(root, format!("dataset.json: {w}")));
+            }
+            if dataset.cases.is_empty() {
+                return Err(Error::format(root, "nnU-Net dataset has no training cases"));
+            }
+            let ids: Vec<String> = dataset.cases.iter().map(|c| c.id.clone()).collect();
+            let splits = hash_split(&ids, val_fraction, seed);
+            let cases = dataset
+                .cases
+                .iter()
+                .enumerate()
+                .map(|(i, c)| CaseRef {
+                    id: c.id.clone(),
+                    split: splits[i],
+                    files: CaseFiles::NnUnet(i),
+                    sources: vec![c.image.clone(), c.label.clone()],
+                })
+                .collect();
+            return Ok(DatasetIndex {
+                root: root.to_path_buf(),
+                layout: DatasetLayout::NnUnet,
+                cases,
+                split_source: format!(
+                    "deterministic by case id, {:.0}% validation",
+                    val_fraction * 100.0
+                ),
+                nnunet: Some(dataset),
+            });
+        }
+        let mut subjects: Vec<PathBuf> = std::fs::read_dir(root)
+            .map_err(|e| Error::io(root, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        subjects.sort();
+        let mut missing_ct = Vec::new();
+        subjects.retain(|p| {
+            let ok = is_totalseg_subject(p);
+            if !ok && p.join("segmentations").is_dir() {
+                missing_ct.push(p.clone());
+            }
+            ok
+        });
+        if let Some(p) = missing_ct.first() {
+            return Err(Error::format(
+                p,
+                "subject folder has segmentations/ but no ct.nii.gz",
+            ));
+        }
+        if subjects.is_empty() {
+            return Err(Error::format(
+                root,
+                "no training data: expected TotalSegmentator subject folders (sXXXX/ct.nii.gz + segmentations/), an nnU-Net dataset (dataset.json) or one subject folder",
+            ));
+        }
+        for s in &subjects {
+            check_segmentation_names(s)?;
+        }
+        let ids: Vec<String> = subjects
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let (splits, split_source) = match read_meta_splits(root)? {
+            Some(meta) => {
+                let splits = ids
+                    .iter()
+                    .map(|id| meta.get(id).copied().unwrap_or(Split::Train))
+                    .collect();
+                (splits, "meta.csv split column".to_string())
+            }
+            None => (
+                hash_split(&ids, val_fraction, seed),
+                format!(
+                    "deterministic by subject id, {:.0}% validation",
+                    val_fraction * 100.0
+                ),
+            ),
+        };
+        let cases = subjects
+            .iter()
+            .zip(ids)
+            .zip(splits)
+            .map(|((dir, id), split)| CaseRef {
+                id,
+                split,
+                files: CaseFiles::Subject(dir.clone()),
+                sources: subject_sources(dir),
+            })
+            .collect();
+        Ok(DatasetIndex {
+            root: root.to_path_buf(),
+            layout: DatasetLayout::TotalSegmentator,
+            cases,
+            split_source,
+            nnunet: None,
+        })
+    }
+
+    /// Cases of one split. For a single subject, validation uses the training subject.
+    pub fn split(&self, split: Split) -> Vec<&CaseRef> {
+        if self.layout == DatasetLayout::SingleSubject && split == Split::Val {
+            return self.cases.iter().collect();
+        }
+        self.cases.iter().filter(|c| c.split == split).collect()
+    }
+
+    /// Load a case's CT and segmentation (checked to share one grid).
+    pub fn load(&self, case: &CaseRef) -> Result<Subject> {
+        match &case.files {
+            CaseFiles::Subject(dir) => load_totalseg_subject(dir),
+            CaseFiles::NnUnet(i) => match &self.nnunet {
+                Some(d) => d.load_case(*i),
+                None => Err(Error::Invalid("nnU-Net case without its dataset".into())),
+            },
+        }
+    }
+}
+
+fn subject_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut sources = vec![dir.join("ct.nii.gz")];
+    if let Ok(entries) = std::fs::read_dir(dir.join("segmentations")) {
+        let mut masks: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        masks.sort();
+        sources.extend(masks);
+    }
+    sources
+}
+
+/// Every mask in `segmentations/` must be named after a catalog structure.
+fn check_segmentation_names(subject: &Path) -> Result<()> {
+    let seg = subject.join("segmentations");
+    let entries = std::fs::read_dir(&seg)
+        .map_err(|_| Error::format(subject, "subject folder without a segmentations/ folder"))?;
+    let mut unknown = Vec::new();
+    let mut known = 0;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(&seg, e))?.path();
+        let Some(file) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if file.starts_with('.') {
+            continue;
+        }
+        let Some(name) = file
+            .strip_suffix(".nii.gz")
+            .or_else(|| file.strip_suffix(".nii"))
+        else {
+            continue;
+        };
+        if catalog().label_of(name).is_some() {
+            known += 1;
+        } else {
+            unknown.push(name.to_string());
+        }
+    }
+    if !unknown.is_empty() {
+        unknown.sort();
+        return Err(Error::format(
+            &seg,
+            format!(
+                "unknown structure name(s) {} (not among the 117 TotalSegmentator structures)",
+                unknown.join(", ")
+            ),
+        ));
+    }
+    if known == 0 {
+        return Err(Error::format(&seg, "no structure masks (<name>.nii.gz)"));
+    }
+    Ok(())
+}
+
+/// `meta.csv` (semicolon separated) with `image_id` and `split` columns, if present.
+fn read_meta_splits(root: &Path) -> Result<Option<BTreeMap<String, Split>>> {
+    let path = root.join("meta.csv");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return Ok(None);
+    };
+    let sep = if header.contains(';') { ';' } else { ',' };
+    let columns: Vec<&str> = header.split(sep).map(|c| c.trim()).collect();
+    let (Some(id_col), Some(split_col)) = (
+        columns.iter().position(|&c| c == "image_id"),
+        columns.iter().position(|&c| c == "split"),
+    ) else {
+        return Ok(None);
+    };
+    let mut out = BTreeMap::new();
+    for (n, line) in lines.enumerate() {
+        let fields: Vec<&str> = line.split(sep).map(|f| f.trim()).collect();
+        let (Some(id), Some(split)) = (fields.get(id_col), fields.get(split_col)) else {
+            return Err(Error::format(
+                &path,
+                format!("line {}: too few columns", n + 2),
+            ));
+        };
+        let split = match *split {
+            "train" => Split::Train,
+            "val" | "valid" | "validation" => Split::Val,
+            "test" => Split::Test,
+            other => {
+                return Err(Error::format(
+                    &path,
+                    format!(
+                        "line {}: unknown split '{other}' (train, val or test)",
+                        n + 2
+                    ),
+                ));
+            }
+        };
+        out.insert(id.to_string(), split);
+    }
+    Ok(Some(out))
+}
+
+/// Deterministic split: subjects ordered by a hash of (seed, id); the first
+/// `round(fraction·n)` (at least one when n ≥ 2) are validation.
+pub fn hash_split(ids: &[String], val_fraction: f64, seed: u64) -> Vec<Split> {
+    let n = ids.len();
+    let mut n_val = (val_fraction * n as f64).round() as usize;
+    if n >= 2 && val_fraction > 0.0 {
+        n_val = n_val.clamp(1, n - 1);
+    } else if n < 2 {
+        n_val = 0;
+    }
+    let mut order: Vec<(u64, usize)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (crate::data::fnv1a(&[&seed.to_le_bytes(), id.as_bytes()]), i))
+        .collect();
+    order.sort();
+    let mut splits = vec![Split::Train; n];
+    for &(_, i) in order.iter().take(n_val) {
+        splits[i] = Split::Val;
+    }
+    splits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_split_is_deterministic_and_keeps_subjects_whole() {
+        let ids: Vec<String> = (1..=10).map(|i| format!("s{i:04}")).collect();
+        let a = hash_split(&ids, 0.2, 7);
+        assert_eq!(a, hash_split(&ids, 0.2, 7));
+        assert_eq!(a.iter().filter(|&&s| s == Split::Val).count(), 2);
+        let two: Vec<String> = vec!["a".into(), "b".into()];
+        assert_eq!(
+            hash_split(&two, 0.2, 0)
+                .iter()
+                .filter(|&&s| s == Split::Val)
+                .count(),
+            1
+        );
+        assert_eq!(hash_split(&two[..1], 0.2, 0), vec![Split::Train]);
+    }
+
+    #[test]
+    fn empty_and_missing_folders_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = DatasetIndex::open(dir.path(), 0.2, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no training data"), "{err}");
+        let err = DatasetIndex::open(&dir.path().join("nope"), 0.2, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn unknown_structure_names_and_missing_ct_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = dir.path().join("s0001");
+        std::fs::create_dir_all(s.join("segmentations")).expect("mkdir");
+        std::fs::write(s.join("segmentations/liver.nii.gz"), b"").expect("write");
+        let err = DatasetIndex::open(dir.path(), 0.2, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no ct.nii.gz"), "{err}");
+        std::fs::write(s.join("ct.nii.gz"), b"").expect("write");
+        std::fs::write(s.join("segmentations/livr.nii.gz"), b"").expect("write");
+        let err = DatasetIndex::open(dir.path(), 0.2, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("livr") && err.contains("unknown structure"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn meta_csv_split_is_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for id in ["s0001", "s0002", "s0003"] {
+            let s = dir.path().join(id);
+            std::fs::create_dir_all(s.join("segmentations")).expect("mkdir");
+            std::fs::write(s.join("ct.nii.gz"), b"").expect("write");
+            std::fs::write(s.join("segmentations/liver.nii.gz"), b"").expect("write");
+        }
+        std::fs::write(
+            dir.path().join("meta.csv"),
+            "image_id;age;split\ns0001;50;train\ns0002;60;val\ns0003;70;test\n",
+        )
+        .expect("write");
+        let index = DatasetIndex::open(dir.path(), 0.2, 0).expect("open");
+        let splits: Vec<Split> = index.cases.iter().map(|c| c.split).collect();
+        assert_eq!(splits, vec![Split::Train, Split::Val, Split::Test]);
+        assert_eq!(index.split(Split::Val).len(), 1);
+    }
+}

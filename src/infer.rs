@@ -1,0 +1,306 @@
+//! Whole-volume inference: a [`Predictor`] turns a CT into a multilabel volume on the
+//! CT's own grid.
+//!
+//! Pipeline: reorient to the canonical slice orientation (as in training) → for each
+//! batch of axial slices: HU window [-200, 300] → [0, 1], bilinear resize to the model
+//! input, forward pass, sigmoid → optional smoothing of probabilities with the
+//! neighbouring slices (weights ¼, ½, ¼) → bilinear resize of the probabilities back
+//! to the slice grid (on the device) → per pixel the most probable structure among
+//! those above the threshold → u8 labels written into the result, which is finally
+//! put back into the source voxel order. Only one batch of probabilities exists at
+//! a time; the full-resolution result is u8.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use burn::tensor::activation::sigmoid;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+use crate::backend::BackendKind;
+use crate::data::cache::CANONICAL;
+use crate::model::checkpoint::{CheckpointError, load_model};
+use crate::model::{UNet, UNetConfig};
+use crate::postprocess::keep_largest_components;
+use crate::resample::resize_bilinear;
+use crate::structures::NUM_STRUCTURES;
+use crate::window::MODEL_WINDOW;
+use crate::{LabelVolume, Volume};
+
+/// Errors of inference.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// The checkpoint could not be used.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint predicts another set of classes.
+    #[error(
+        "{path}: the model has {classes} output classes; ctseg predicts the {NUM_STRUCTURES} TotalSegmentator structures"
+    )]
+    WrongClasses {
+        /// Weights file.
+        path: PathBuf,
+        /// Its class count.
+        classes: usize,
+    },
+    /// The input cannot be predicted.
+    #[error(transparent)]
+    Input(#[from] crate::Error),
+    /// Cancelled through the progress callback.
+    #[error("prediction cancelled")]
+    Cancelled,
+}
+
+/// Inference settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictOptions {
+    /// Probability above which a structure is present.
+    pub threshold: f32,
+    /// Slices per forward pass.
+    pub batch_size: usize,
+    /// Smooth probabilities across neighbouring slices (¼, ½, ¼).
+    pub smooth: bool,
+    /// Keep only the largest 3-D connected component of single-object structures.
+    pub largest_component: bool,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        PredictOptions {
+            threshold: 0.5,
+            batch_size: 8,
+            smooth: false,
+            largest_component: false,
+        }
+    }
+}
+
+/// A loaded model on a device, ready to predict volumes.
+pub struct Predictor {
+    model: UNet,
+    config: UNetConfig,
+    device: Device,
+    kind: BackendKind,
+    weights: PathBuf,
+}
+
+impl Predictor {
+    /// Load weights (file, checkpoint folder or run folder, whose `best` is used) onto
+    /// `device`. The model must predict the 117 catalog structures.
+    pub fn load(path: &Path, device: Device, kind: BackendKind) -> Result<Self, InferError> {
+        let (model, config, weights) = load_model(path, &device)?;
+        if config.num_classes != NUM_STRUCTURES {
+            return Err(InferError::WrongClasses {
+                path: weights,
+                classes: config.num_classes,
+            });
+        }
+        Ok(Predictor {
+            model,
+            config,
+            device,
+            kind,
+            weights,
+        })
+    }
+
+    /// Wrap an in-memory model (e.g. the one being trained).
+    pub fn from_model(model: UNet, config: UNetConfig, device: Device, kind: BackendKind) -> Self {
+        Predictor {
+            model: model.valid(),
+            config,
+            device,
+            kind,
+            weights: PathBuf::new(),
+        }
+    }
+
+    /// The weights file this predictor was loaded from.
+    pub fn weights(&self) -> &Path {
+        &self.weights
+    }
+
+    /// The model configuration.
+    pub fn config(&self) -> &UNetConfig {
+        &self.config
+    }
+
+    /// Predict `ct` (HU). `progress(done, total)` is called after each batch of slices;
+    /// returning `false` cancels. The result has the CT's shape and `world_from_voxel`.
+    pub fn predict(
+        &self,
+        ct: &Volume<i16>,
+        options: &PredictOptions,
+        progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<LabelVolume, InferError> {
+        let source_geometry = ct.geometry().clone();
+        let to_canonical = source_geometry.transform_to(CANONICAL).ok_or_else(|| {
+            crate::Error::Invalid("the CT's affine has no clear axis orientation".into())
+        })?;
+        let canonical = ct.transformed(&to_canonical);
+        let [nx, ny, nz] = canonical.shape();
+        let s = self.config.input_size;
+        let c = self.config.num_classes;
+        let batch = options.batch_size.max(1);
+        let mut labels = vec![0u8; nx * ny * nz];
+
+        // Upsampling all classes of a batch at once needs b·C·nx·ny floats; split the
+        // batch so one buffer stays within what every backend accepts (lavapipe: 128 MiB).
+        let budget_bytes: usize = match self.kind {
+            BackendKind::Wgpu => 96 << 20,
+            _ => 1 << 30,
+        };
+        let per_slice = c * nx * ny * 4;
+        let chunk = (budget_bytes / per_slice.max(1)).clamp(1, batch);
+
+        let mut k = 0;
+        while k < nz {
+            let b = batch.min(nz - k);
+            // With smoothing, also run the neighbours of the batch's first and last slice.
+            let lo = if options.smooth {
+                k.saturating_sub(1)
+            } else {
+                k
+            };
+            let hi = if options.smooth {
+                (k + b + 1).min(nz)
+            } else {
+                k + b
+            };
+            let probs = self.probabilities(&canonical, lo..hi, s)?;
+            let probs = if options.smooth {
+                smooth_slices(probs, k - lo, b, k == 0, k + b == nz)
+            } else {
+                probs
+            };
+            let mut j = 0;
+            while j < b {
+                let n = chunk.min(b - j);
+                let part = probs.clone().narrow(0, j, n);
+                let part = if (nx, ny) == (s, s) {
+                    part
+                } else {
+                    interpolate(
+                        part,
+                        InterpolateOptions::new(InterpolateMode::Bilinear)
+                            .with_align_corners(false)
+                            .with_output_size([ny, nx]),
+                    )
+                };
+                let (max, index) = part.max_dim_with_indices(1);
+                let background = max.lower_equal_elem(options.threshold as f64);
+                let slice_labels = index.add_scalar(1).mask_fill(background, 0).into_data();
+                let out = &mut labels[(k + j) * nx * ny..(k + j + n) * nx * ny];
+                for (o, v) in out.iter_mut().zip(slice_labels.iter::<i64>()) {
+                    *o = v.clamp(0, 255) as u8;
+                }
+                j += n;
+            }
+            k += b;
+            if !progress(k, nz) {
+                return Err(InferError::Cancelled);
+            }
+        }
+        let mut result = LabelVolume::new(canonical.geometry().clone(), labels)?;
+        if options.largest_component {
+            keep_largest_components(&mut result);
+        }
+        // Back to the source voxel order: the inverse axis transform.
+        let back = result
+            .geometry()
+            .transform_to(&source_geometry.orientation())
+            .ok_or_else(|| {
+                crate::Error::Invalid(
+                    "cannot map the prediction back to the source orientation".into(),
+                )
+            })?;
+        let result = result.transformed(&back);
+        debug_assert_eq!(result.shape(), source_geometry.shape);
+        Ok(LabelVolume::new(source_geometry, result.into_data())?)
+    }
+
+    /// Sigmoid probabilities `[slices, C, s, s]` for canonical slices `range`.
+    fn probabilities(
+        &self,
+        canonical: &Volume<i16>,
+        range: std::ops::Range<usize>,
+        s: usize,
+    ) -> Result<Tensor<4>, InferError> {
+        let [nx, ny, _] = canonical.shape();
+        let lo = (MODEL_WINDOW.center - MODEL_WINDOW.width / 2.0) as f64;
+        let width = MODEL_WINDOW.width as f64;
+        let mut src = vec![0f32; nx * ny];
+        let mut input = vec![0f32; range.len() * s * s];
+        for (j, k) in range.clone().enumerate() {
+            let slice = canonical
+                .slice_k(k)
+                .ok_or_else(|| crate::Error::Invalid(format!("slice {k} out of range")))?;
+            for (v, &hu) in src.iter_mut().zip(slice) {
+                *v = ((hu as f64 - lo) / width).clamp(0.0, 1.0) as f32;
+            }
+            resize_bilinear(&src, nx, ny, s, s, &mut input[j * s * s..(j + 1) * s * s]);
+        }
+        let x =
+            Tensor::<4>::from_data(TensorData::new(input, [range.len(), 1, s, s]), &self.device);
+        Ok(sigmoid(self.model.forward(x)))
+    }
+}
+
+/// Weighted average ¼·p[k-1] + ½·p[k] + ¼·p[k+1] for the `b` slices starting at
+/// `offset` of `probs`; at the volume's first/last slice the missing neighbour is
+/// replaced by the slice itself.
+fn smooth_slices(probs: Tensor<4>, offset: usize, b: usize, first: bool, last: bool) -> Tensor<4> {
+    let centre = probs.clone().narrow(0, offset, b);
+    let prev = if first {
+        if b > 1 {
+            Tensor::cat(
+                vec![
+                    centre.clone().narrow(0, 0, 1),
+                    centre.clone().narrow(0, 0, b - 1),
+                ],
+                0,
+            )
+        } else {
+            centre.clone()
+        }
+    } else {
+        probs.clone().narrow(0, offset - 1, b)
+    };
+    let next = if last {
+        if b > 1 {
+            Tensor::cat(
+                vec![
+                    centre.clone().narrow(0, 1, b - 1),
+                    centre.clone().narrow(0, b - 1, 1),
+                ],
+                0,
+            )
+        } else {
+            centre.clone()
+        }
+    } else {
+        probs.narrow(0, offset + 1, b)
+    };
+    centre * 0.5 + (prev + next) * 0.25
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoothing_averages_neighbours_and_clamps_at_the_ends() {
+        let device = Device::flex();
+        // 4 slices, 1 class, 1×1 pixels with values 0, 4, 8, 12.
+        let probs =
+            Tensor::<4>::from_floats([[[[0.0]]], [[[4.0]]], [[[8.0]]], [[[12.0]]]], &device);
+        let all = smooth_slices(probs.clone(), 0, 4, true, true);
+        let v: Vec<f32> = all.into_data().iter::<f32>().collect();
+        assert_eq!(v, vec![1.0, 4.0, 8.0, 11.0]);
+        // Middle batch (slices 1..3) with neighbours 0 and 3 present.
+        let mid = smooth_slices(probs, 1, 2, false, false);
+        let v: Vec<f32> = mid.into_data().iter::<f32>().collect();
+        assert_eq!(v, vec![4.0, 8.0]);
+    }
+}
