@@ -70,6 +70,16 @@ pub enum BackendError {
         /// What went wrong.
         detail: String,
     },
+    /// The device computes wrong results (checked against exact values).
+    #[error(
+        "backend '{kind}' computes wrong results ({detail}); training on it would produce garbage — use --backend cpu or another GPU/driver"
+    )]
+    WrongResults {
+        /// The backend.
+        kind: BackendKind,
+        /// What differed.
+        detail: String,
+    },
 }
 
 /// An opened device and a description of the adapter behind it.
@@ -92,8 +102,34 @@ impl SelectedDevice {
     }
 }
 
+/// Where compiled GPU kernels and autotune results are kept: `$CTSEG_KERNEL_CACHE`,
+/// else the user cache folder (`~/.cache/ctseg/kernels`). Without this, Burn's cache
+/// lands in `target/environment` under the nearest Cargo project above the working
+/// directory.
+pub fn kernel_cache_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("CTSEG_KERNEL_CACHE") {
+        return d.into();
+    }
+    crate::data::cache::default_cache_dir()
+        .parent()
+        .map(|p| p.join("kernels"))
+        .unwrap_or_else(|| std::env::temp_dir().join("ctseg-kernels"))
+}
+
+/// Point Burn's kernel cache at [`kernel_cache_dir`] (once per process).
+pub fn init_kernel_cache() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let dir = kernel_cache_dir();
+        if std::fs::create_dir_all(&dir).is_ok() {
+            cubecl_environment::environment::set_root(dir);
+        }
+    });
+}
+
 /// Open the device of `kind`, probe it with a tiny computation and describe its adapter.
 pub fn select(kind: BackendKind) -> Result<SelectedDevice, BackendError> {
+    init_kernel_cache();
     let device = match kind {
         BackendKind::Cpu => Device::flex(),
         BackendKind::Wgpu => Device::wgpu(DeviceKind::DefaultDevice),
@@ -122,6 +158,59 @@ pub fn select(kind: BackendKind) -> Result<SelectedDevice, BackendError> {
         adapter,
         adapter_type,
     })
+}
+
+/// Check that `device` computes BatchNorm training statistics correctly over a
+/// full-size activation (batch 8 × 256 × 256 = 524288 values per channel, as in a
+/// training step of the design's model) by comparing with exact values.
+/// A backend that fails would train garbage, so training refuses it.
+pub fn check_batch_norm_statistics(kind: BackendKind, device: &Device) -> Result<(), BackendError> {
+    let (n, c, h, w) = (8usize, 2usize, 256usize, 256usize);
+    // Deterministic values with a known mean and variance per channel.
+    let values: Vec<f32> = (0..n * c * h * w)
+        .map(|i| {
+            let channel = (i / (h * w)) % c;
+            let v = ((i * 7919) % 1000) as f32 / 1000.0;
+            v * (channel as f32 + 1.0) + channel as f32 * 10.0
+        })
+        .collect();
+    let mut sums = vec![0f64; c];
+    let mut squares = vec![0f64; c];
+    for (i, &v) in values.iter().enumerate() {
+        let channel = (i / (h * w)) % c;
+        sums[channel] += v as f64;
+        squares[channel] += (v as f64) * (v as f64);
+    }
+    let count = (n * h * w) as f64;
+    let x = Tensor::<4>::from_data(burn::tensor::TensorData::new(values, [n, c, h, w]), device);
+    let out = burn::tensor::module::batch_norm_train(
+        x,
+        Tensor::ones([c], device),
+        Tensor::zeros([c], device),
+        1e-5,
+    );
+    let means: Vec<f32> = out.mean.into_data().iter::<f32>().collect();
+    let vars: Vec<f32> = out.variance.into_data().iter::<f32>().collect();
+    for ch in 0..c {
+        let mean = sums[ch] / count;
+        let var = squares[ch] / count - mean * mean;
+        let (got_mean, got_var) = (
+            means.get(ch).copied().unwrap_or(f32::NAN) as f64,
+            vars.get(ch).copied().unwrap_or(f32::NAN) as f64,
+        );
+        // Unbiased vs biased variance differ by 1/count: far below the tolerance.
+        let ok = (got_mean - mean).abs() <= 1e-3 * mean.abs().max(1.0)
+            && (got_var - var).abs() <= 1e-2 * var.abs().max(1e-3);
+        if !ok {
+            return Err(BackendError::WrongResults {
+                kind,
+                detail: format!(
+                    "BatchNorm statistics over {count} values: mean {got_mean:.5} (exact {mean:.5}), variance {got_var:.5} (exact {var:.5})"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(feature = "cuda")]
@@ -182,6 +271,11 @@ mod tests {
         let selected = select(BackendKind::Cpu).expect("cpu backend");
         assert_eq!(selected.adapter_type, "CPU");
         assert!(selected.describe().starts_with("cpu"));
+    }
+
+    #[test]
+    fn cpu_batch_norm_statistics_are_right() {
+        check_batch_norm_statistics(BackendKind::Cpu, &Device::flex()).expect("flex is exact");
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -90,6 +90,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let selected = backend::select(args.backend)?;
     if args.check {
+        let statistics = backend::check_batch_norm_statistics(args.backend, &selected.device);
+        match &statistics {
+            Ok(()) => eprintln!(
+                "BatchNorm training statistics over 8×256×256 values per channel: correct"
+            ),
+            Err(e) => eprintln!("{e}"),
+        }
         let report = check_against_cpu(&selected.device, &config, args.batch_size)?;
         let text = if args.json {
             serde_json::to_string_pretty(&report)? + "\n"
@@ -107,6 +114,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             )
         };
         emit(&text)?;
+        statistics?;
         if !report.agree {
             bail!(
                 "backend {} disagrees with the CPU on the same model and input; do not train on it",

@@ -265,6 +265,9 @@ fn train_inner(
     let val_subjects = prepare(&val_cases, &mut done)?;
 
     let selected = backend::select(config.run.backend)?;
+    if selected.kind != backend::BackendKind::Cpu {
+        backend::check_batch_norm_statistics(selected.kind, &selected.device)?;
+    }
     let device = selected.device.clone().autodiff();
 
     std::fs::create_dir_all(&run.path).map_err(|e| crate::Error::io(&run.path, e))?;
