@@ -149,7 +149,8 @@ impl Predictor {
         // batch so one buffer stays within what every backend accepts (lavapipe: 128 MiB).
         let budget_bytes: usize = match self.kind {
             BackendKind::Wgpu => 96 << 20,
-            _ => 1 << 30,
+            BackendKind::Cuda => 1 << 30,
+            BackendKind::Cpu => 256 << 20,
         };
         let per_slice = c * nx * ny * 4;
         let chunk = (budget_bytes / per_slice.max(1)).clamp(1, batch);

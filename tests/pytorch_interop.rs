@@ -10,7 +10,9 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 #[test]
@@ -19,7 +21,10 @@ fn pytorch_weights_give_pytorch_logits() {
     let (model, config, _) =
         ctseg::model::load_model(&fixture("pytorch_unet_tiny.safetensors"), &device)
             .expect("PyTorch safetensors load");
-    assert_eq!((config.base_channels, config.depth, config.num_classes), (2, 2, 3));
+    assert_eq!(
+        (config.base_channels, config.depth, config.num_classes),
+        (2, 2, 3)
+    );
     let text = std::fs::read_to_string(fixture("pytorch_unet_tiny.json")).expect("fixture");
     let json: serde_json::Value = serde_json::from_str(&text).expect("json");
     let floats = |key: &str| -> Vec<f32> {

@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// Skip the training measurement.
     #[arg(long)]
     pub no_train: bool,
+    /// Also predict this whole CT (NIfTI or DICOM folder) end to end with the
+    /// benchmark model and report slices/s and peak memory.
+    #[arg(long)]
+    pub volume: Option<std::path::PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -68,6 +72,28 @@ pub struct BenchReport {
     pub infer_slices_per_s: f64,
     /// Data pipeline (cache read + augmentation), slices per second on one thread.
     pub pipeline_slices_per_s: f64,
+    /// Whole-volume prediction (`--volume`): shape, seconds, slices/s, peak RSS in MB.
+    pub volume: Option<VolumeBench>,
+}
+
+/// Whole-volume prediction throughput.
+#[derive(Debug, Serialize)]
+pub struct VolumeBench {
+    /// CT shape.
+    pub shape: [usize; 3],
+    /// End-to-end seconds (preprocessing, inference, resampling, labels).
+    pub seconds: f64,
+    /// Axial slices per second.
+    pub slices_per_s: f64,
+    /// Peak resident memory of the process (Linux), MB.
+    pub peak_rss_mb: Option<f64>,
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -186,6 +212,32 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let infer_batch_s = median(times);
     let pipeline_slices_per_s = pipeline_rate(s)?;
+    let volume = match &args.volume {
+        Some(path) => {
+            let ct = crate::io::load_ct(path)?.volume;
+            let predictor = crate::infer::Predictor::from_model(
+                model.clone(),
+                config.clone(),
+                device.clone(),
+                args.backend,
+            );
+            let options = crate::infer::PredictOptions {
+                batch_size: b,
+                ..Default::default()
+            };
+            let t = Instant::now();
+            predictor.predict(&ct, &options, &mut |_, _| true)?;
+            let seconds = t.elapsed().as_secs_f64();
+            let shape = ct.shape();
+            Some(VolumeBench {
+                shape,
+                seconds,
+                slices_per_s: shape[2] as f64 / seconds,
+                peak_rss_mb: peak_rss_mb(),
+            })
+        }
+        None => None,
+    };
     let report = BenchReport {
         device: selected.describe(),
         model: config,
@@ -195,6 +247,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         infer_batch_s,
         infer_slices_per_s: b as f64 / infer_batch_s,
         pipeline_slices_per_s,
+        volume,
     };
     let text = if args.json {
         serde_json::to_string_pretty(&report)? + "\n"
@@ -220,6 +273,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             1.0 / report.infer_slices_per_s,
             report.pipeline_slices_per_s
         );
+        if let Some(v) = &report.volume {
+            t += &format!(
+                "whole volume {}×{}×{}: {:.2} s, {:.2} slices/s, peak RSS {}\n",
+                v.shape[0],
+                v.shape[1],
+                v.shape[2],
+                v.seconds,
+                v.slices_per_s,
+                v.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0} MB"))
+            );
+        }
         t
     };
     emit(&text)
