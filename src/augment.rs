@@ -1476,48 +1476,4 @@ mod tests {
             );
         }
     }
-
-    /// Throughput: `cargo test --release --lib augment::tests::speed -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn speed() {
-        let (h, w) = (256, 256);
-        let labels0 = rect_labels(h, w);
-        let image0 = gradient_image(h, w);
-        let mut all = heavy_geometry();
-        all.brightness.p = 1.0;
-        all.contrast.p = 1.0;
-        all.noise.p = 1.0;
-        all.dropout.p = 1.0;
-        let only = |f: fn(&mut AugmentConfig)| {
-            let mut c = nothing();
-            f(&mut c);
-            c
-        };
-        let cases = [
-            ("default config", AugmentConfig::default()),
-            ("everything, p = 1", all),
-            ("rotate only, p = 1", only(|c| c.rotate.p = 1.0)),
-            ("elastic only, p = 1", only(|c| c.elastic.p = 1.0)),
-            ("noise only, p = 1", only(|c| c.noise.p = 1.0)),
-            ("hflip only, p = 1", only(|c| c.hflip.p = 1.0)),
-        ];
-        for (name, config) in cases {
-            let mut rng = ChaCha8Rng::seed_from_u64(0);
-            let (mut img, mut lab) = (image0.clone(), labels0.clone());
-            let n = 2000;
-            let start = std::time::Instant::now();
-            for _ in 0..n {
-                img.copy_from_slice(&image0);
-                lab.copy_from_slice(&labels0);
-                augment(&mut img, &mut lab, h, w, &config, &mut rng);
-            }
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "{name:>22}: {:8.0} slices/s ({:.3} ms/slice, 256x256, one core)",
-                n as f64 / secs,
-                secs * 1e3 / n as f64
-            );
-        }
-    }
 }
