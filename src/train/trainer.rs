@@ -355,7 +355,9 @@ fn train_inner(
     let mut reason = FinishReason::Completed;
     'epochs: while state.next_epoch <= config.run.epochs {
         let epoch = state.next_epoch;
-        let epoch_start = Instant::now() - Duration::from_secs_f64(state.epoch_seconds);
+        let epoch_start = Instant::now()
+            .checked_sub(Duration::from_secs_f64(state.epoch_seconds))
+            .unwrap_or_else(Instant::now);
         let plan = Arc::new(epoch_plan(
             &slices,
             &foreground,
