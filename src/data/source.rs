@@ -106,8 +106,21 @@ impl DatasetIndex {
         }
         if root.join("dataset.json").is_file() {
             let dataset = NnUnetDataset::open(root)?;
-            if let Some(w) = dataset.warnings.iter().find(|w| w.contains("unknown")) {
-                return Err(Error::format(root, format!("dataset.json: {w}")));
+            let mut unknown: Vec<&str> = dataset
+                .labels
+                .iter()
+                .filter(|l| l.key != 0 && catalog().label_of(&l.name).is_none())
+                .map(|l| l.name.as_str())
+                .collect();
+            if !unknown.is_empty() {
+                unknown.sort();
+                return Err(Error::format(
+                    &root.join("dataset.json"),
+                    format!(
+                        "unknown structure name(s) {} (not among the 117 TotalSegmentator structures)",
+                        unknown.join(", ")
+                    ),
+                ));
             }
             if dataset.cases.is_empty() {
                 return Err(Error::format(root, "nnU-Net dataset has no training cases"));
@@ -406,6 +419,27 @@ mod tests {
             .to_string();
         assert!(
             err.contains("livr") && err.contains("unknown structure"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nnunet_labels_must_be_catalog_structures() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("imagesTr")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("labelsTr")).expect("mkdir");
+        std::fs::write(dir.path().join("imagesTr/case_0000.nii.gz"), b"").expect("write");
+        std::fs::write(dir.path().join("labelsTr/case.nii.gz"), b"").expect("write");
+        std::fs::write(
+            dir.path().join("dataset.json"),
+            r#"{"labels": {"background": 0, "liver": 1, "tumour": 2}, "channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTraining": 1}"#,
+        )
+        .expect("write");
+        let err = DatasetIndex::open(dir.path(), 0.2, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tumour") && err.contains("dataset.json"),
             "{err}"
         );
     }
