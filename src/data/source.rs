@@ -115,7 +115,7 @@ impl DatasetIndex {
             if !unknown.is_empty() {
                 unknown.sort();
                 return Err(Error::format(
-                    &root.join("dataset.json"),
+                    root.join("dataset.json"),
                     format!(
                         "unknown structure name(s) {} (not among the 117 TotalSegmentator structures)",
                         unknown.join(", ")
