@@ -3,7 +3,7 @@
 //!
 //! Pipeline: reorient to the canonical slice orientation (as in training) → for each
 //! batch of axial slices: HU window [-200, 300] → [0, 1], bilinear resize to the model
-//! input, forward pass, sigmoid → optional smoothing of probabilities with the
+//! input (the same function that fills the training cache), forward pass, sigmoid → optional smoothing of probabilities with the
 //! neighbouring slices (weights ¼, ½, ¼) → bilinear resize of the probabilities back
 //! to the slice grid (on the device) → per pixel the most probable structure among
 //! those above the threshold → u8 labels written into the result, which is finally
@@ -19,13 +19,11 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use crate::backend::BackendKind;
-use crate::data::cache::CANONICAL;
+use crate::data::cache::{CANONICAL, model_input_slice};
 use crate::model::checkpoint::{CheckpointError, load_model};
 use crate::model::{UNet, UNetConfig};
 use crate::postprocess::keep_largest_components;
-use crate::resample::resize_bilinear;
 use crate::structures::NUM_STRUCTURES;
-use crate::window::MODEL_WINDOW;
 use crate::{LabelVolume, Volume};
 
 /// Errors of inference.
@@ -229,18 +227,20 @@ impl Predictor {
         s: usize,
     ) -> Result<Tensor<4>, InferError> {
         let [nx, ny, _] = canonical.shape();
-        let lo = (MODEL_WINDOW.center - MODEL_WINDOW.width / 2.0) as f64;
-        let width = MODEL_WINDOW.width as f64;
         let mut src = vec![0f32; nx * ny];
         let mut input = vec![0f32; range.len() * s * s];
         for (j, k) in range.clone().enumerate() {
             let slice = canonical
                 .slice_k(k)
                 .ok_or_else(|| crate::Error::Invalid(format!("slice {k} out of range")))?;
-            for (v, &hu) in src.iter_mut().zip(slice) {
-                *v = ((hu as f64 - lo) / width).clamp(0.0, 1.0) as f32;
-            }
-            resize_bilinear(&src, nx, ny, s, s, &mut input[j * s * s..(j + 1) * s * s]);
+            model_input_slice(
+                slice,
+                nx,
+                ny,
+                s,
+                &mut src,
+                &mut input[j * s * s..(j + 1) * s * s],
+            );
         }
         let x =
             Tensor::<4>::from_data(TensorData::new(input, [range.len(), 1, s, s]), &self.device);

@@ -18,12 +18,12 @@ use super::source::{CaseRef, DatasetIndex};
 use crate::error::{Error, Result};
 use crate::io::atomic_write;
 use crate::resample::{resize_bilinear, resize_nearest};
-use crate::window::MODEL_WINDOW;
+use crate::window::{MODEL_WINDOW, model_input};
 
 /// Canonical voxel order of model slices (x → L, y → P, z → S).
 pub const CANONICAL: &str = "LPS";
 /// Bump when the cache layout or preprocessing changes.
-pub const CACHE_VERSION: u32 = 1;
+pub const CACHE_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"CTSEGC01";
 
 /// What a cached subject holds, stored as the file's JSON header.
@@ -170,6 +170,23 @@ pub fn cache_key(case: &CaseRef, size: usize) -> String {
     format!("{safe_id}-{size}-{:016x}.bin", super::fnv1a(&refs))
 }
 
+/// One `nx × ny` HU slice as model input: windowed to [`MODEL_WINDOW`] (→ [0, 1])
+/// and bilinearly resized to `size × size` into `out`; `scratch` holds `nx·ny` values.
+/// Training (the cache) and inference both use this, so they see identical inputs.
+pub fn model_input_slice(
+    hu: &[i16],
+    nx: usize,
+    ny: usize,
+    size: usize,
+    scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    for (v, &h) in scratch.iter_mut().zip(hu) {
+        *v = model_input(h as f32);
+    }
+    resize_bilinear(scratch, nx, ny, size, size, out);
+}
+
 /// Open the cached subject, preprocessing it first when the cache has no valid entry.
 /// Returns the subject and whether it was built now.
 pub fn load_or_build(
@@ -216,8 +233,6 @@ pub fn preprocess(
     let mut label_bytes = Vec::with_capacity(nz * n);
     let mut foreground = Vec::with_capacity(nz);
     let mut label_pixels = vec![0u64; 256];
-    let lo = (MODEL_WINDOW.center - MODEL_WINDOW.width / 2.0) as f64;
-    let width = MODEL_WINDOW.width as f64;
     let mut src = vec![0f32; nx * ny];
     let mut dst = vec![0f32; n];
     let mut lab = vec![0u8; n];
@@ -225,10 +240,7 @@ pub fn preprocess(
         let (Some(ct_slice), Some(label_slice)) = (ct.slice_k(k), labels.slice_k(k)) else {
             break;
         };
-        for (s, &hu) in src.iter_mut().zip(ct_slice) {
-            *s = ((hu as f64 - lo) / width).clamp(0.0, 1.0) as f32;
-        }
-        resize_bilinear(&src, nx, ny, size, size, &mut dst);
+        model_input_slice(ct_slice, nx, ny, size, &mut src, &mut dst);
         for &v in &dst {
             let q = (v.clamp(0.0, 1.0) * 65535.0).round() as u16;
             images.extend_from_slice(&q.to_le_bytes());
