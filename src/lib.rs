@@ -22,13 +22,19 @@ pub mod metrics;
 pub mod model;
 pub mod phantom;
 pub mod postprocess;
+pub mod render;
 pub mod resample;
 pub mod structures;
 pub mod testdata;
 #[cfg(feature = "ml")]
 pub mod train;
+#[cfg(feature = "gui")]
+pub mod ui;
+pub mod viewdata;
 pub mod volume;
 pub mod window;
+#[cfg(feature = "ml")]
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use geometry::Geometry;

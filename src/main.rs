@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+#[cfg(not(feature = "gui"))]
+use clap::CommandFactory;
+use clap::Parser;
 use ctseg::cli::{Cli, Command, eval, info, phantom};
 #[cfg(feature = "ml")]
 use ctseg::cli::{bench, predict, train};
@@ -20,8 +22,12 @@ fn main() -> ExitCode {
         #[cfg(feature = "ml")]
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Phantom(args)) => phantom::run(args),
+        #[cfg(feature = "gui")]
+        Some(Command::View(args)) => ctseg::cli::view::run_view(args),
+        #[cfg(feature = "gui")]
+        None => ctseg::cli::view::run_view(&Default::default()),
+        #[cfg(not(feature = "gui"))]
         None => {
-            // The desktop viewer lands with its issue; until then show the commands.
             let _ = Cli::command().print_help();
             return ExitCode::SUCCESS;
         }

@@ -1,5 +1,5 @@
-//! The `ctseg` command line: `info`, `eval` (more subcommands arrive with the model
-//! and the viewer).
+//! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `bench`, `phantom`
+//! and `view` (the desktop app).
 
 #[cfg(feature = "ml")]
 pub mod bench;
@@ -10,6 +10,8 @@ pub mod phantom;
 pub mod predict;
 #[cfg(feature = "ml")]
 pub mod train;
+#[cfg(feature = "gui")]
+pub mod view;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +42,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write a synthetic TotalSegmentator-layout dataset of abdominal phantoms.
     Phantom(phantom::PhantomArgs),
+    /// Open the desktop viewer (also what `ctseg` without a command does).
+    #[cfg(feature = "gui")]
+    View(view::ViewArgs),
 }
 
 /// Print non-fatal warnings to stderr.

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Regenerate screenshots/ from the real ctseg binary under Xvfb, on the real CT in
+# ../shared/data. Needs: xvfb, imagemagick (import), xdotool, and a Vulkan driver
+# (mesa-vulkan-drivers gives lavapipe when there is no GPU).
+#
+#   scripts/screenshots.sh            # builds (debug) and writes screenshots/*.png
+#   CTSEG_BIN=path/to/ctseg scripts/screenshots.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DATA=${CTSEG_SHARED_DATA:-$ROOT/../shared/data}
+S0001=$DATA/totalseg/s0001
+OUT=$ROOT/screenshots
+mkdir -p "$OUT"
+
+if [[ -z "${CTSEG_BIN:-}" ]]; then
+    # `cargo test --no-run` shares the test build's features (a plain `cargo build`
+    # would unify features differently and recompile the ML stack).
+    cargo test --no-run --quiet >/dev/null
+    CTSEG_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c \
+        'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/ctseg
+fi
+[[ -x $CTSEG_BIN ]] || { echo "no ctseg binary at $CTSEG_BIN" >&2; exit 1; }
+[[ -f $S0001/ct.nii.gz ]] || { echo "missing $S0001/ct.nii.gz" >&2; exit 1; }
+
+DISPLAY_NUM=${DISPLAY_NUM:-:97}
+Xvfb "$DISPLAY_NUM" -screen 0 1600x1000x24 -nolisten tcp >/dev/null 2>&1 &
+XVFB=$!
+trap 'kill $XVFB 2>/dev/null || true' EXIT
+export DISPLAY=$DISPLAY_NUM
+sleep 2
+
+# A fresh settings folder, so earlier runs of the app don't change what is shown.
+export HOME=$(mktemp -d)
+export XDG_DATA_HOME=$HOME/.local/share XDG_CONFIG_HOME=$HOME/.config
+
+# shot NAME WAIT_SECONDS [xdotool key...] -- ctseg view arguments
+shot() {
+    local name=$1 wait=$2; shift 2
+    local keys=()
+    while [[ $1 != -- ]]; do keys+=("$1"); shift; done
+    shift
+    "$CTSEG_BIN" view "$@" >"$OUT/.$name.log" 2>&1 &
+    local pid=$!
+    local win=""
+    for _ in $(seq 1 120); do
+        win=$(xdotool search --name '^ctseg$' 2>/dev/null | head -1 || true)
+        [[ -n $win ]] && break
+        sleep 0.5
+    done
+    [[ -n $win ]] || { echo "window did not appear for $name" >&2; cat "$OUT/.$name.log" >&2; kill $pid; exit 1; }
+    xdotool windowsize "$win" 1600 1000 windowmove "$win" 0 0 || true
+    sleep "$wait"
+    if ((${#keys[@]})); then
+        # Keys go to the view under the mouse.
+        xdotool mousemove 800 450
+        for k in "${keys[@]}"; do xdotool key --window "$win" "$k"; sleep 0.3; done
+        sleep 1
+    fi
+    import -window root "$OUT/$name.png"
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$OUT/.$name.log"
+    echo "wrote screenshots/$name.png"
+}
+
+CT=$S0001/ct.nii.gz
+GT=$S0001/seg_full_multilabel.nii.gz
+PRED=$S0001/seg_fast_multilabel.nii.gz
+
+shot start 3 -- 
+shot overlay 6 -- "$CT" --gt "$GT" --pred "$PRED" --select liver --window Abdomen
+shot three_views 6 -- "$CT" --gt "$GT" --pred "$PRED" --layout three --select liver
+shot side_by_side 6 -- "$CT" --gt "$GT" --pred "$PRED" --layout side-by-side --axis coronal --select liver
+shot difference 6 -- "$CT" --gt "$GT" --pred "$PRED" --difference --select liver
+shot dicom 8 -- "$DATA/totalseg/dicom_ct" --window Bone
+shot sample 6 -- --sample --layout three

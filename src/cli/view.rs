@@ -1,0 +1,103 @@
+//! `ctseg view`: open the desktop app with files loaded.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::render::Axis;
+use crate::structures::catalog;
+use crate::ui::{CompareMode, Layout, Startup, run};
+use crate::window::{PRESETS, Window};
+
+/// Arguments of `ctseg view`.
+#[derive(Debug, Args, Default)]
+pub struct ViewArgs {
+    /// CT to open: NIfTI file, DICOM folder, or TotalSegmentator subject folder (its
+    /// `segmentations/` become the ground truth).
+    pub ct: Option<PathBuf>,
+    /// Ground-truth segmentation (multilabel NIfTI or per-structure folder).
+    #[arg(long)]
+    pub gt: Option<PathBuf>,
+    /// Predicted segmentation (multilabel NIfTI or per-structure folder).
+    #[arg(long)]
+    pub pred: Option<PathBuf>,
+    /// Model for the Predict button: weights file, checkpoint folder or run folder.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Start with the generated sample phantom.
+    #[arg(long, conflicts_with = "ct")]
+    pub sample: bool,
+    /// View arrangement: single, three, side-by-side.
+    #[arg(long, value_parser = parse_layout)]
+    pub layout: Option<Layout>,
+    /// Main view: axial, coronal, sagittal.
+    #[arg(long, value_parser = parse_axis)]
+    pub axis: Option<Axis>,
+    /// Show the TP/FP/FN difference view instead of overlays.
+    #[arg(long)]
+    pub difference: bool,
+    /// Window preset, e.g. "Abdomen", "Bone", "Lung".
+    #[arg(long, value_parser = parse_window)]
+    pub window: Option<Window>,
+    /// Structure to select and jump to, e.g. liver.
+    #[arg(long, value_parser = parse_structure)]
+    pub select: Option<u8>,
+}
+
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "single" => Ok(Layout::Single),
+        "three" | "three-views" => Ok(Layout::ThreeViews),
+        "side-by-side" | "sbs" => Ok(Layout::SideBySide),
+        _ => Err(format!(
+            "unknown layout {s:?} (single, three, side-by-side)"
+        )),
+    }
+}
+
+fn parse_axis(s: &str) -> Result<Axis, String> {
+    Axis::ALL
+        .into_iter()
+        .find(|a| a.name().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("unknown view {s:?} (axial, coronal, sagittal)"))
+}
+
+fn parse_window(s: &str) -> Result<Window, String> {
+    Window::preset(s).ok_or_else(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+        format!("unknown window preset {s:?} (one of: {})", names.join(", "))
+    })
+}
+
+fn parse_structure(s: &str) -> Result<u8, String> {
+    catalog()
+        .label_of(s)
+        .ok_or_else(|| format!("unknown structure {s:?} (TotalSegmentator names, e.g. liver)"))
+}
+
+/// Open the app.
+pub fn run_view(args: &ViewArgs) -> anyhow::Result<()> {
+    if (args.gt.is_some() || args.pred.is_some()) && args.ct.is_none() {
+        anyhow::bail!("--gt and --pred need a CT to lie on; give the CT first");
+    }
+    for p in [&args.ct, &args.gt, &args.pred, &args.model]
+        .into_iter()
+        .flatten()
+    {
+        if !p.exists() {
+            anyhow::bail!("{}: no such file or folder", p.display());
+        }
+    }
+    run(Startup {
+        ct: args.ct.clone(),
+        gt: args.gt.clone(),
+        pred: args.pred.clone(),
+        model: args.model.clone(),
+        sample: args.sample,
+        layout: args.layout,
+        axis: args.axis,
+        compare: args.difference.then_some(CompareMode::Difference),
+        window: args.window,
+        select: args.select,
+    })
+}

@@ -1,0 +1,270 @@
+//! What the viewer shows, prepared off the UI thread: the CT and label layers in
+//! display voxel order ([`DISPLAY_ORIENTATION`]), per-structure statistics for the
+//! structure table, and the GT-vs-prediction comparison.
+
+use std::path::{Path, PathBuf};
+
+use crate::geometry::Geometry;
+use crate::io::segmentation::check_same_grid;
+use crate::labels::LabelVolume;
+use crate::metrics::{Confusion, confusion_counts};
+use crate::render::DISPLAY_ORIENTATION;
+use crate::volume::Volume;
+use crate::{Error, Result};
+
+/// A CT ready for display.
+#[derive(Debug, Clone)]
+pub struct CtView {
+    /// Where it came from (`None` for generated sample data).
+    pub path: Option<PathBuf>,
+    /// Short name for titles.
+    pub name: String,
+    /// Geometry of the file as stored (label layers are saved on this grid).
+    pub source: Geometry,
+    /// HU voxels in display order.
+    pub display: Volume<i16>,
+    /// Non-fatal remarks from loading.
+    pub warnings: Vec<String>,
+}
+
+impl CtView {
+    /// Reorient `volume` for display.
+    pub fn new(
+        path: Option<PathBuf>,
+        name: String,
+        volume: &Volume<i16>,
+        warnings: Vec<String>,
+    ) -> Result<Self> {
+        let display = volume.reoriented(DISPLAY_ORIENTATION)?;
+        Ok(CtView {
+            path,
+            name,
+            source: volume.geometry().clone(),
+            display,
+            warnings,
+        })
+    }
+
+    /// A label volume on the CT's source grid in display order; errors name `path`.
+    pub fn to_display(&self, path: &Path, labels: &LabelVolume) -> Result<LabelVolume> {
+        check_same_grid(
+            self.path.as_deref().unwrap_or(Path::new("sample CT")),
+            &self.source,
+            path,
+            labels.geometry(),
+        )?;
+        labels.reoriented(DISPLAY_ORIENTATION)
+    }
+
+    /// A display-order label volume back in the source voxel order (for saving).
+    pub fn to_source(&self, labels: &LabelVolume) -> Result<LabelVolume> {
+        let t = labels
+            .geometry()
+            .transform_to(&self.source.orientation())
+            .ok_or_else(|| Error::Invalid("label layer has no clear axis orientation".into()))?;
+        Ok(labels.transformed(&t))
+    }
+}
+
+/// Per-structure facts of a label layer.
+#[derive(Debug, Clone)]
+pub struct LayerStats {
+    /// Voxels per label value.
+    pub counts: [u64; 256],
+    /// Per label: the display voxel to jump to — the centre of the structure in the
+    /// axial slice where it is largest.
+    pub focus: Vec<Option<[usize; 3]>>,
+}
+
+impl LayerStats {
+    /// Count voxels and find each structure's largest axial slice.
+    pub fn compute(labels: &LabelVolume) -> Self {
+        let [ni, nj, nk] = labels.shape();
+        let mut counts = [0u64; 256];
+        let mut best: Vec<(u64, [usize; 3])> = vec![(0, [0; 3]); 256];
+        let mut slice_count = [0u64; 256];
+        let mut sum_i = [0u64; 256];
+        let mut sum_j = [0u64; 256];
+        for k in 0..nk {
+            slice_count.fill(0);
+            sum_i.fill(0);
+            sum_j.fill(0);
+            let Some(slice) = labels.slice_k(k) else {
+                break;
+            };
+            for j in 0..nj {
+                let row = &slice[j * ni..(j + 1) * ni];
+                for (i, &l) in row.iter().enumerate() {
+                    let l = l as usize;
+                    slice_count[l] += 1;
+                    sum_i[l] += i as u64;
+                    sum_j[l] += j as u64;
+                }
+            }
+            for l in 1..256 {
+                let c = slice_count[l];
+                counts[l] += c;
+                if c > best[l].0 {
+                    best[l] = (c, [(sum_i[l] / c) as usize, (sum_j[l] / c) as usize, k]);
+                }
+            }
+        }
+        counts[0] = (ni * nj * nk) as u64 - counts[1..].iter().sum::<u64>();
+        let focus = best
+            .into_iter()
+            .map(|(c, v)| (c > 0).then_some(v))
+            .collect();
+        LayerStats { counts, focus }
+    }
+}
+
+/// A label layer ready for display.
+#[derive(Debug, Clone)]
+pub struct LabelLayer {
+    /// File it was read from or saved to, if any.
+    pub path: Option<PathBuf>,
+    /// Labels in display order, on the CT's grid.
+    pub display: LabelVolume,
+    /// Per-structure statistics.
+    pub stats: LayerStats,
+    /// Non-fatal remarks from loading.
+    pub warnings: Vec<String>,
+}
+
+impl LabelLayer {
+    /// Wrap display-order labels and compute their statistics.
+    pub fn new(path: Option<PathBuf>, display: LabelVolume, warnings: Vec<String>) -> Self {
+        let stats = LayerStats::compute(&display);
+        LabelLayer {
+            path,
+            display,
+            stats,
+            warnings,
+        }
+    }
+}
+
+/// Ground truth vs prediction for every structure.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Per label value: TP/FP/FN/TN over the volume.
+    pub confusion: Vec<Confusion>,
+    /// Per axial slice and label: voxels where GT and prediction disagree about that
+    /// label (`disagreement[k][label]`).
+    pub disagreement: Vec<Vec<u32>>,
+}
+
+impl Comparison {
+    /// Compare two display-order layers on the same grid.
+    pub fn compute(gt: &LabelVolume, pred: &LabelVolume) -> Result<Self> {
+        if gt.shape() != pred.shape() {
+            return Err(Error::Invalid(format!(
+                "ground truth {:?} and prediction {:?} have different shapes",
+                gt.shape(),
+                pred.shape()
+            )));
+        }
+        let confusion = confusion_counts(gt.data(), pred.data());
+        let [_, _, nk] = gt.shape();
+        let mut disagreement = Vec::with_capacity(nk);
+        for k in 0..nk {
+            let mut d = vec![0u32; 256];
+            if let (Some(g), Some(p)) = (gt.slice_k(k), pred.slice_k(k)) {
+                for (&a, &b) in g.iter().zip(p) {
+                    if a != b {
+                        d[a as usize] += 1;
+                        d[b as usize] += 1;
+                    }
+                }
+            }
+            disagreement.push(d);
+        }
+        Ok(Comparison {
+            confusion,
+            disagreement,
+        })
+    }
+
+    /// Dice of `label` (`None` when neither layer has it).
+    pub fn dice(&self, label: u8) -> Option<f64> {
+        self.confusion.get(label as usize).and_then(Confusion::dice)
+    }
+
+    /// The axial slice after `current` in the order of decreasing disagreement about
+    /// `label` (ties by slice index), cycling; `None` when the layers agree everywhere.
+    pub fn next_disagreement(&self, label: u8, current: usize) -> Option<usize> {
+        let mut slices: Vec<(u32, usize)> = self
+            .disagreement
+            .iter()
+            .enumerate()
+            .filter_map(|(k, d)| {
+                let n = d[label as usize];
+                (n > 0).then_some((n, k))
+            })
+            .collect();
+        if slices.is_empty() {
+            return None;
+        }
+        slices.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let pos = slices.iter().position(|&(_, k)| k == current);
+        Some(match pos {
+            Some(p) => slices[(p + 1) % slices.len()].1,
+            None => slices[0].1,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::IDENTITY;
+
+    fn labels(shape: [usize; 3], f: impl Fn([usize; 3]) -> u8) -> LabelVolume {
+        let mut data = Vec::new();
+        for k in 0..shape[2] {
+            for j in 0..shape[1] {
+                for i in 0..shape[0] {
+                    data.push(f([i, j, k]));
+                }
+            }
+        }
+        Volume::new(Geometry::new(shape, IDENTITY), data).unwrap()
+    }
+
+    #[test]
+    fn focus_is_the_centre_of_the_largest_slice() {
+        // Label 3: a 3×3 square at k=1, a single voxel at k=0.
+        let l = labels([6, 6, 3], |[i, j, k]| {
+            u8::from(
+                (k == 1 && (1..4).contains(&i) && (2..5).contains(&j))
+                    || (k == 0 && i == 0 && j == 0),
+            ) * 3
+        });
+        let s = LayerStats::compute(&l);
+        assert_eq!(s.counts[3], 10);
+        assert_eq!(s.counts[0], 108 - 10);
+        assert_eq!(s.focus[3], Some([2, 3, 1]));
+        assert_eq!(s.focus[4], None);
+    }
+
+    #[test]
+    fn next_disagreement_walks_slices_by_decreasing_difference() {
+        let gt = labels([4, 1, 3], |[i, _, _]| u8::from(i < 3) * 5);
+        // Prediction misses 1 voxel at k=0, 2 at k=2, none at k=1.
+        let pred = labels([4, 1, 3], |[i, _, k]| {
+            let missing = match k {
+                0 => i == 0,
+                2 => i < 2,
+                _ => false,
+            };
+            u8::from(i < 3 && !missing) * 5
+        });
+        let c = Comparison::compute(&gt, &pred).unwrap();
+        assert_eq!(c.next_disagreement(5, 1), Some(2));
+        assert_eq!(c.next_disagreement(5, 2), Some(0));
+        assert_eq!(c.next_disagreement(5, 0), Some(2));
+        assert_eq!(c.next_disagreement(7, 0), None);
+        let d = c.dice(5).unwrap();
+        assert!((d - 2.0 * 6.0 / (9.0 + 6.0)).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,435 @@
+//! The desktop viewer, driven through egui_kittest: the real app loads the shared
+//! real CT with ground truth and prediction through its own API, widgets are clicked
+//! by their labels, and the main layouts are compared with snapshots (rendered with
+//! wgpu; lavapipe without a GPU). Also: the WGSL slice shader agrees with the CPU
+//! reference compositor on real slices.
+#![cfg(feature = "gui")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ctseg::io::load_ct;
+use ctseg::io::segmentation::load_multilabel;
+use ctseg::metrics::confusion_counts;
+use ctseg::render::Axis;
+use ctseg::render::gpu::{render_offscreen, shader_inputs};
+use ctseg::render::{
+    CompositeParams, DISPLAY_ORIENTATION, LabelTable, LayerParams, OverlayMode, SliceGrid,
+    composite,
+};
+use ctseg::structures::catalog;
+use ctseg::ui::app::Level;
+use ctseg::ui::{CompareMode, Layout, Settings, Startup, ViewerApp};
+use ctseg::window::PRESETS;
+use ctseg::window::Window;
+use ctseg::worker::LayerKind;
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Data {
+    ct: PathBuf,
+    gt: PathBuf,
+    pred: PathBuf,
+}
+
+fn data() -> Option<Data> {
+    Some(Data {
+        ct: common::shared("totalseg/s0001/ct.nii.gz")?,
+        gt: common::shared("totalseg/s0001/seg_full_multilabel.nii.gz")?,
+        pred: common::shared("totalseg/s0001/seg_fast_multilabel.nii.gz")?,
+    })
+}
+
+/// The real app in a harness, with `startup` loaded and every job finished.
+fn harness(startup: Startup) -> Harness<'static, ViewerApp> {
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1400.0, 860.0))
+        .wgpu()
+        .build_eframe(|cc| ViewerApp::with_settings(cc, Settings::default(), startup));
+    settle(&mut h);
+    h
+}
+
+/// Finish the worker's jobs (and the jobs they trigger) and draw.
+fn settle(h: &mut Harness<'static, ViewerApp>) {
+    for _ in 0..4 {
+        assert!(h.state_mut().wait_idle(WAIT), "worker did not finish");
+        h.run_steps(2);
+    }
+}
+
+fn liver() -> u8 {
+    catalog().label_of("liver").unwrap()
+}
+
+#[test]
+fn real_ct_with_gt_and_prediction_loads_and_compares() {
+    let Some(d) = data() else { return };
+    let h = harness(Startup {
+        ct: Some(d.ct.clone()),
+        gt: Some(d.gt.clone()),
+        pred: Some(d.pred.clone()),
+        ..Startup::default()
+    });
+    let app = h.state();
+    let errors: Vec<_> = app
+        .messages()
+        .iter()
+        .filter(|m| m.level == Level::Error)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let ct = app.ct().expect("CT open");
+    assert_eq!(ct.display.shape(), [122, 101, 30]);
+    assert_eq!(ct.display.geometry().orientation(), "LPS");
+    assert_eq!(ct.source.orientation(), "RAS");
+
+    // Per-structure Dice in the app equals Dice computed from the files directly
+    // (the display reorientation must not change any count).
+    let gt = load_multilabel(&d.gt).unwrap().labels;
+    let pred = load_multilabel(&d.pred).unwrap().labels;
+    let direct = confusion_counts(gt.data(), pred.data());
+    let c = app.comparison().expect("comparison computed");
+    for s in catalog().all() {
+        let l = s.label as usize;
+        assert_eq!(c.confusion[l], direct[l], "{}", s.name);
+    }
+    let dice = c.dice(liver()).unwrap();
+    assert!(dice > 0.9, "liver Dice {dice}");
+    // Voxel counts shown in the table are the file's.
+    let gt_layer = app.layer(LayerKind::GroundTruth).unwrap();
+    assert_eq!(
+        gt_layer.stats.counts[liver() as usize],
+        gt.data().iter().filter(|&&v| v == liver()).count() as u64
+    );
+}
+
+#[test]
+fn widgets_drive_the_viewer_state() {
+    let Some(d) = data() else { return };
+    let mut h = harness(Startup {
+        ct: Some(d.ct.clone()),
+        gt: Some(d.gt.clone()),
+        pred: Some(d.pred.clone()),
+        ..Startup::default()
+    });
+
+    h.get_by_label("Three views").click();
+    h.run();
+    assert_eq!(h.state().settings.layout, Layout::ThreeViews);
+    h.get_by_label("Difference").click();
+    h.run();
+    assert_eq!(h.state().settings.compare, CompareMode::Difference);
+    h.get_by_label("Coronal").click();
+    h.run();
+    assert_eq!(h.state().settings.main_axis, Axis::Coronal);
+
+    // Window preset from the combo box.
+    h.get_by_label("Window").click();
+    h.run();
+    h.get_by_label("Bone").click();
+    h.run();
+    assert_eq!(h.state().settings.window, Window::preset("Bone").unwrap());
+
+    // Visibility of all structures.
+    h.get_by_label("Hide all").click();
+    h.run();
+    assert!(
+        catalog()
+            .all()
+            .iter()
+            .all(|s| !h.state().table.visible[s.label as usize])
+    );
+    h.get_by_label("Show all").click();
+    h.run();
+    assert!(
+        catalog()
+            .all()
+            .iter()
+            .all(|s| h.state().table.visible[s.label as usize])
+    );
+
+    // A structure row selects it and jumps to its largest slice.
+    h.get_by_label("liver").click();
+    h.run();
+    let focus = h.state().layer(LayerKind::GroundTruth).unwrap().stats.focus[liver() as usize];
+    assert_eq!(h.state().selected, Some(liver()));
+    assert_eq!(Some(h.state().cursor), focus);
+
+    // Keys move the active (axial) view; the slice stays inside the volume.
+    let k = h.state().slice_index(Axis::Axial);
+    h.key_press(egui::Key::ArrowUp);
+    h.run();
+    assert_eq!(h.state().slice_index(Axis::Axial), (k + 1).min(29));
+    for _ in 0..5 {
+        h.key_press(egui::Key::PageUp);
+        h.run();
+    }
+    assert_eq!(h.state().slice_index(Axis::Axial), 29);
+
+    // "Next disagreement" goes first to the slice where GT and prediction differ most
+    // about the selected structure, then to the next-worst one.
+    let c = h.state().comparison().unwrap().clone();
+    let counts: Vec<u32> = c.disagreement.iter().map(|d| d[liver() as usize]).collect();
+    let max = *counts.iter().max().unwrap();
+    assert!(max > 0);
+    // Start from the slice with the least disagreement (a perfect one if any).
+    let calm = (0..counts.len()).min_by_key(|&k| counts[k]).unwrap();
+    h.state_mut().cursor[2] = calm;
+    h.key_press(egui::Key::N);
+    h.run();
+    let first = h.state().slice_index(Axis::Axial);
+    if counts[calm] == 0 {
+        assert_eq!(counts[first], max);
+    } else {
+        assert_eq!(Some(first), c.next_disagreement(liver(), calm));
+    }
+    h.key_press(egui::Key::N);
+    h.run();
+    let second = h.state().slice_index(Axis::Axial);
+    assert_ne!(second, first);
+    assert!(counts[second] > 0 && counts[second] <= max);
+}
+
+#[test]
+fn errors_are_messages_not_crashes() {
+    let Some(d) = data() else { return };
+    let dicom_seg = common::shared("totalseg/dicom_ct_seg_multilabel.nii.gz");
+    let mut h = harness(Startup::default());
+    // Start screen first.
+    h.get_by_label("Sample data");
+    h.state_mut()
+        .open_ct(PathBuf::from("/nonexistent/ct.nii.gz"));
+    settle(&mut h);
+    let last = h
+        .state()
+        .messages()
+        .last()
+        .expect("an error message")
+        .clone();
+    assert_eq!(last.level, Level::Error);
+    assert!(
+        last.text.contains("/nonexistent/ct.nii.gz"),
+        "{}",
+        last.text
+    );
+    assert!(h.state().ct().is_none());
+
+    // A segmentation on another grid is refused, naming both files.
+    if let Some(seg) = dicom_seg {
+        h.state_mut().open_ct(d.ct.clone());
+        settle(&mut h);
+        h.state_mut()
+            .open_layer(seg.clone(), LayerKind::GroundTruth);
+        settle(&mut h);
+        let last = h.state().messages().last().unwrap().clone();
+        assert_eq!(last.level, Level::Error);
+        assert!(
+            last.text.contains("dicom_ct_seg_multilabel"),
+            "{}",
+            last.text
+        );
+        assert!(h.state().layer(LayerKind::GroundTruth).is_none());
+        assert!(h.state().ct().is_some(), "the open CT stays");
+    }
+}
+
+#[test]
+fn sample_data_opens_a_phantom_with_ground_truth() {
+    let mut h = harness(Startup::default());
+    h.get_by_label("Sample data").click();
+    h.run_steps(1);
+    settle(&mut h);
+    let app = h.state();
+    let ct = app.ct().expect("phantom open");
+    assert_eq!(ct.display.shape(), [128, 128, 64]);
+    let gt = app.layer(LayerKind::GroundTruth).expect("phantom labels");
+    assert!(gt.stats.counts[liver() as usize] > 1000);
+}
+
+#[test]
+fn figure_export_writes_four_panels() {
+    let Some(d) = data() else { return };
+    let mut h = harness(Startup {
+        ct: Some(d.ct.clone()),
+        gt: Some(d.gt.clone()),
+        pred: Some(d.pred.clone()),
+        ..Startup::default()
+    });
+    h.state_mut().select_structure(liver());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("figure.png");
+    h.state_mut().export_figure(&path);
+    let img = image::open(&path).expect("a PNG").to_rgba8();
+    // Axial slices of s0001 are 122×101 voxels of 3×3 mm: four panels and three gaps.
+    assert_eq!((img.width(), img.height()), (4 * 122 + 3 * 4, 101));
+    // Panel 1 (plain CT) is grey; panel 2 (GT fill) has liver colour somewhere.
+    let liver_rgb = catalog().by_label(liver()).unwrap().color;
+    let coloured = |x0: u32| {
+        (0..101)
+            .flat_map(|y| (x0..x0 + 122).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let p = img.get_pixel(x, y).0;
+                p[0] != p[1] || p[1] != p[2]
+            })
+            .count()
+    };
+    assert_eq!(coloured(0), 0);
+    assert!(
+        coloured(126) > 100,
+        "GT panel shows the liver ({liver_rgb:?})"
+    );
+    // A failing export leaves a message and no file.
+    h.state_mut()
+        .export_figure(&dir.path().join("missing-dir/figure.png"));
+    assert_eq!(h.state().messages().last().unwrap().level, Level::Error);
+}
+
+#[test]
+fn layouts_match_snapshots() {
+    let Some(d) = data() else { return };
+    let mut h = harness(Startup {
+        ct: Some(d.ct.clone()),
+        gt: Some(d.gt.clone()),
+        pred: Some(d.pred.clone()),
+        ..Startup::default()
+    });
+    h.state_mut().select_structure(liver());
+    h.run();
+    let mut results = Vec::new();
+    for (name, layout, compare) in [
+        ("viewer_single", Layout::Single, CompareMode::Overlay),
+        (
+            "viewer_three_views",
+            Layout::ThreeViews,
+            CompareMode::Overlay,
+        ),
+        (
+            "viewer_side_by_side",
+            Layout::SideBySide,
+            CompareMode::Overlay,
+        ),
+        ("viewer_difference", Layout::Single, CompareMode::Difference),
+    ] {
+        h.state_mut().settings.layout = layout;
+        h.state_mut().settings.compare = compare;
+        h.run_steps(3);
+        results.push(h.try_snapshot(name));
+    }
+    for r in results {
+        r.unwrap();
+    }
+}
+
+/// A headless wgpu device, or `None` (skip) when there is no adapter and
+/// `CTSEG_REQUIRE_WGPU` is not set.
+fn render_state() -> Option<eframe::egui_wgpu::RenderState> {
+    let made = std::panic::catch_unwind(|| {
+        egui_kittest::wgpu::create_render_state(
+            egui_kittest::wgpu::default_wgpu_setup(),
+            Default::default(),
+        )
+    });
+    match made {
+        Ok(rs) => Some(rs),
+        Err(_) if std::env::var_os("CTSEG_REQUIRE_WGPU").is_some() => {
+            panic!("no wgpu adapter, but CTSEG_REQUIRE_WGPU is set")
+        }
+        Err(_) => {
+            eprintln!("skipping: no wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
+            None
+        }
+    }
+}
+
+#[test]
+fn shader_matches_cpu_compositor_on_real_slices() {
+    let (Some(ct), Some(gt), Some(pred)) = (
+        common::shared("totalseg/s0001/ct.nii.gz"),
+        common::shared("totalseg/s0001/seg_full_multilabel.nii.gz"),
+        common::shared("totalseg/s0001/seg_fast_multilabel.nii.gz"),
+    ) else {
+        return;
+    };
+    let Some(rs) = render_state() else { return };
+    let ct = load_ct(&ct)
+        .unwrap()
+        .volume
+        .reoriented(DISPLAY_ORIENTATION)
+        .unwrap();
+    let gt = load_multilabel(&gt)
+        .unwrap()
+        .labels
+        .reoriented(DISPLAY_ORIENTATION)
+        .unwrap();
+    let pred = load_multilabel(&pred)
+        .unwrap()
+        .labels
+        .reoriented(DISPLAY_ORIENTATION)
+        .unwrap();
+    let g = ct.geometry();
+    let mut table = LabelTable::from_catalog(catalog());
+    // Some structures hidden, to check visibility too.
+    for name in ["spleen", "vertebrae_L1"] {
+        table.visible[catalog().label_of(name).unwrap() as usize] = false;
+    }
+    let mut checked = 0;
+    for axis in Axis::ALL {
+        let grid = SliceGrid::new(axis, g.shape, g.spacing());
+        let index = grid.count() / 2;
+        let (w, h) = grid.size();
+        let (mut hu, mut gs, mut ps) = (Vec::new(), Vec::new(), Vec::new());
+        grid.extract(&ct, index, &mut hu);
+        grid.extract(&gt, index, &mut gs);
+        grid.extract(&pred, index, &mut ps);
+        for (preset, mode) in PRESETS.iter().zip(OverlayMode::ALL.iter().cycle()) {
+            let window: Window = preset.window;
+            let a = LayerParams {
+                opacity: 0.37,
+                mode: *mode,
+            };
+            let b = LayerParams {
+                opacity: 0.61,
+                mode: OverlayMode::FillAndOutline,
+            };
+            let layers = [(gs.as_slice(), a), (ps.as_slice(), b)];
+            let cases = [
+                ("plain", CompositeParams::Layers(&[])),
+                ("layers", CompositeParams::Layers(&layers)),
+                (
+                    "difference",
+                    CompositeParams::Difference {
+                        gt: &gs,
+                        pred: &ps,
+                        opacity: 0.55,
+                    },
+                ),
+            ];
+            for (case, params) in cases {
+                let mut cpu = Vec::new();
+                composite(&hu, w, h, window, &table, params, &mut cpu);
+                let (upload, shader) = shader_inputs(&hu, w, h, window, &table, params);
+                let gpu = render_offscreen(&rs.device, &rs.queue, &upload, &shader).unwrap();
+                assert_eq!(gpu.len(), cpu.len());
+                let worst = cpu
+                    .iter()
+                    .zip(&gpu)
+                    .map(|(&c, &g)| (c as i32 - g as i32).abs())
+                    .max()
+                    .unwrap();
+                // Rounding of exact halves may differ by one grey level.
+                assert!(
+                    worst <= 1,
+                    "{axis:?} {} {case}: max difference {worst}",
+                    preset.name
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 3 * PRESETS.len() * 3);
+}
