@@ -24,11 +24,9 @@ fi
 [[ -f $S0001/ct.nii.gz ]] || { echo "missing $S0001/ct.nii.gz" >&2; exit 1; }
 
 DISPLAY_NUM=${DISPLAY_NUM:-:97}
-Xvfb "$DISPLAY_NUM" -screen 0 1600x1000x24 -nolisten tcp >/dev/null 2>&1 &
-XVFB=$!
-trap 'kill $XVFB 2>/dev/null || true' EXIT
 export DISPLAY=$DISPLAY_NUM
-sleep 2
+XVFB=""
+trap '[[ -n $XVFB ]] && kill $XVFB 2>/dev/null || true' EXIT
 
 # A fresh settings folder, so earlier runs of the app don't change what is shown.
 export HOME=$(mktemp -d)
@@ -40,6 +38,10 @@ shot() {
     local keys=()
     while [[ $1 != -- ]]; do keys+=("$1"); shift; done
     shift
+    # A fresh X server per screenshot.
+    Xvfb "$DISPLAY_NUM" -screen 0 1600x1000x24 -nolisten tcp >/dev/null 2>&1 &
+    XVFB=$!
+    sleep 2
     "$CTSEG_BIN" view "$@" >"$OUT/.$name.log" 2>&1 &
     local pid=$!
     local win=""
@@ -60,6 +62,9 @@ shot() {
     import -window root "$OUT/$name.png"
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    kill "$XVFB" 2>/dev/null || true
+    wait "$XVFB" 2>/dev/null || true
+    XVFB=""
     rm -f "$OUT/.$name.log"
     echo "wrote screenshots/$name.png"
 }

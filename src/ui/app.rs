@@ -87,6 +87,9 @@ pub(super) enum DialogPurpose {
     ExportFigure,
 }
 
+/// What a file dialog answered (`None`: cancelled).
+pub(super) type DialogAnswer = (DialogPurpose, Option<PathBuf>);
+
 /// UI-thread time per frame, for the status bar and benchmarks.
 #[derive(Debug, Default, Clone)]
 pub struct FrameTimes {
@@ -156,10 +159,7 @@ pub struct ViewerApp {
     /// for the CPU compositor (no wgpu renderer, or switched off).
     pub(super) gpu_target: Option<bool>,
     frame_times: FrameTimes,
-    dialogs: (
-        Sender<(DialogPurpose, Option<PathBuf>)>,
-        Receiver<(DialogPurpose, Option<PathBuf>)>,
-    ),
+    dialogs: (Sender<DialogAnswer>, Receiver<DialogAnswer>),
     ctx: egui::Context,
 }
 
@@ -388,6 +388,11 @@ impl ViewerApp {
     /// Slices composited (CPU) or uploaded (GPU) so far.
     pub fn slice_rebuilds(&self) -> u64 {
         self.textures.rebuilds
+    }
+
+    /// Forget the recorded frame times (benchmarks measure a stretch of frames).
+    pub fn reset_frame_times(&mut self) {
+        self.frame_times = FrameTimes::default();
     }
 
     /// UI-thread frame times.

@@ -61,7 +61,7 @@ enum Draw {
     /// A CPU-composited texture.
     Texture(egui::TextureId),
     /// The WGSL shader through a paint callback.
-    Gpu(SliceCallback),
+    Gpu(Box<SliceCallback>),
 }
 
 /// Prepare the image of a view slot, compositing or uploading only if its inputs changed.
@@ -122,10 +122,11 @@ fn prepare(
         ct: ptr(&*ct),
     };
     let fresh = app.textures.keys.get(&slot) == Some(&key);
-    if fresh && gpu.is_none() {
-        if let Some(tex) = app.textures.handles.get(&slot) {
-            return Some(Draw::Texture(tex.id()));
-        }
+    if fresh
+        && gpu.is_none()
+        && let Some(tex) = app.textures.handles.get(&slot)
+    {
+        return Some(Draw::Texture(tex.id()));
     }
     let t = &mut app.textures;
     let (w, h) = grid.size();
@@ -167,11 +168,11 @@ fn prepare(
             t.keys.insert(slot, key);
         }
         let upload = t.uploads.get(&slot)?.clone();
-        return Some(Draw::Gpu(SliceCallback {
+        return Some(Draw::Gpu(Box::new(SliceCallback {
             slot,
             upload,
             params: shader,
-        }));
+        })));
     }
     composite(&t.hu, w, h, window, &app.table, params, &mut t.rgba);
     t.rebuilds += 1;
@@ -208,7 +209,7 @@ fn pixel_at(grid: &SliceGrid, img: Rect, pos: Pos2) -> Option<(usize, usize)> {
     let u = (pos.x - img.min.x) / img.width();
     let v = (pos.y - img.min.y) / img.height();
     ((0.0..1.0).contains(&u) && (0.0..1.0).contains(&v))
-        .then(|| ((u * w as f32) as usize, (v * h as f32) as usize))
+        .then_some(((u * w as f32) as usize, (v * h as f32) as usize))
 }
 
 /// Draw view `slot` of `axis` in `rect` and handle its mouse input.
@@ -326,7 +327,7 @@ pub(super) fn show(
             );
         }
         Some(Draw::Gpu(callback)) => {
-            painter.add(egui_wgpu::Callback::new_paint_callback(rect, callback));
+            painter.add(egui_wgpu::Callback::new_paint_callback(rect, *callback));
         }
         None => {}
     }

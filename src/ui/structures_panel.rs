@@ -137,7 +137,10 @@ pub(super) fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
                             || app.pred.as_ref().is_some_and(|x| x.stats.counts[l] > 0)
                     })
                     .count();
-                let id = ui.make_persistent_id(("group", group));
+                // Separate open/closed state before and after layers load, so groups with
+                // structures open once there is something to show.
+                let loaded = app.gt.is_some() || app.pred.is_some();
+                let id = ui.make_persistent_id(("group", group, loaded));
                 egui::collapsing_header::CollapsingState::load_with_default_open(
                     ui.ctx(),
                     id,
