@@ -89,33 +89,27 @@ pub fn shader_inputs(
     overlays: CompositeParams<'_>,
 ) -> (SliceUpload, ShaderParams) {
     let n = width * height;
-    let mut layer0 = vec![0u8; n];
-    let mut layer1 = vec![0u8; n];
-    let mut layers = [None, None];
-    let mut difference = None;
-    let copy = |dst: &mut Vec<u8>, src: &[u8]| {
-        if src.len() >= n {
+    let params = shader_params(n, window, table, overlays);
+    let copy = |src: &[u8], used: bool| {
+        let mut dst = vec![0u8; n];
+        if used {
             dst.copy_from_slice(&src[..n]);
-            true
-        } else {
-            false
+        }
+        dst
+    };
+    let (layer0, layer1) = match overlays {
+        CompositeParams::Layers(list) => {
+            let get = |i: usize| list.get(i).map_or(&[][..], |(l, _)| *l);
+            (
+                copy(get(0), params.layers[0].is_some()),
+                copy(get(1), params.layers[1].is_some()),
+            )
+        }
+        CompositeParams::Difference { gt, pred, .. } => {
+            let used = params.difference.is_some();
+            (copy(gt, used), copy(pred, used))
         }
     };
-    match overlays {
-        CompositeParams::Layers(list) => {
-            for (slot, (labels, params)) in list.iter().take(2).enumerate() {
-                let dst = if slot == 0 { &mut layer0 } else { &mut layer1 };
-                if copy(dst, labels) {
-                    layers[slot] = Some(*params);
-                }
-            }
-        }
-        CompositeParams::Difference { gt, pred, opacity } => {
-            if copy(&mut layer0, gt) && copy(&mut layer1, pred) {
-                difference = Some(opacity);
-            }
-        }
-    }
     (
         SliceUpload {
             width,
@@ -124,14 +118,7 @@ pub fn shader_inputs(
             layer0,
             layer1,
         },
-        ShaderParams {
-            window,
-            layers,
-            difference,
-            table: table.clone(),
-            image_rect: [0.0, 0.0, 1.0, 1.0],
-            linear_output: false,
-        },
+        params,
     )
 }
 
