@@ -37,6 +37,18 @@ struct Data {
     pred: PathBuf,
 }
 
+impl Data {
+    /// Open the CT with its GT and prediction.
+    fn startup(&self) -> Startup {
+        Startup {
+            ct: Some(self.ct.clone()),
+            gt: Some(self.gt.clone()),
+            pred: Some(self.pred.clone()),
+            ..Startup::default()
+        }
+    }
+}
+
 fn data() -> Option<Data> {
     Some(Data {
         ct: common::shared("totalseg/s0001/ct.nii.gz")?,
@@ -70,12 +82,7 @@ fn liver() -> u8 {
 #[test]
 fn real_ct_with_gt_and_prediction_loads_and_compares() {
     let Some(d) = data() else { return };
-    let h = harness(Startup {
-        ct: Some(d.ct.clone()),
-        gt: Some(d.gt.clone()),
-        pred: Some(d.pred.clone()),
-        ..Startup::default()
-    });
+    let h = harness(d.startup());
     let app = h.state();
     let errors: Vec<_> = app
         .messages()
@@ -111,12 +118,7 @@ fn real_ct_with_gt_and_prediction_loads_and_compares() {
 #[test]
 fn widgets_drive_the_viewer_state() {
     let Some(d) = data() else { return };
-    let mut h = harness(Startup {
-        ct: Some(d.ct.clone()),
-        gt: Some(d.gt.clone()),
-        pred: Some(d.pred.clone()),
-        ..Startup::default()
-    });
+    let mut h = harness(d.startup());
 
     h.get_by_label("Three views").click();
     h.run();
@@ -254,12 +256,7 @@ fn sample_data_opens_a_phantom_with_ground_truth() {
 #[test]
 fn figure_export_writes_four_panels() {
     let Some(d) = data() else { return };
-    let mut h = harness(Startup {
-        ct: Some(d.ct.clone()),
-        gt: Some(d.gt.clone()),
-        pred: Some(d.pred.clone()),
-        ..Startup::default()
-    });
+    let mut h = harness(d.startup());
     h.state_mut().select_structure(liver());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("figure.png");
@@ -292,12 +289,7 @@ fn figure_export_writes_four_panels() {
 #[test]
 fn layouts_match_snapshots() {
     let Some(d) = data() else { return };
-    let mut h = harness(Startup {
-        ct: Some(d.ct.clone()),
-        gt: Some(d.gt.clone()),
-        pred: Some(d.pred.clone()),
-        ..Startup::default()
-    });
+    let mut h = harness(d.startup());
     h.state_mut().select_structure(liver());
     h.run();
     let mut results = Vec::new();

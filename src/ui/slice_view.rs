@@ -29,8 +29,9 @@ pub(super) enum ViewContent {
 struct TextureKey {
     axis: Axis,
     index: usize,
-    window: Window,
-    table: LabelTable,
+    /// Window and label table: part of the pixels only on the CPU path (the GPU path
+    /// applies them in the shader every frame).
+    display: Option<(Window, LabelTable)>,
     layers: Vec<(usize, LayerParams)>,
     difference: Option<f32>,
     ct: usize,
@@ -106,17 +107,7 @@ fn prepare(
     let key = TextureKey {
         axis: grid.axis,
         index,
-        // The GPU path applies window and table in the shader: not part of the pixels.
-        window: if gpu.is_some() {
-            Window::from_range(0.0, 1.0)
-        } else {
-            window
-        },
-        table: if gpu.is_some() {
-            LabelTable::from_catalog(crate::structures::catalog())
-        } else {
-            app.table.clone()
-        },
+        display: gpu.is_none().then(|| (window, app.table.clone())),
         layers,
         difference,
         ct: ptr(&*ct),
