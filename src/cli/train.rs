@@ -296,6 +296,7 @@ fn print_progress(events: crossbeam_channel::Receiver<TrainEvent>, quiet: bool) 
                     say(&bar, format!("  saved best checkpoint {}", path.display()));
                 }
             }
+            TrainEvent::Sample { .. } => {}
             TrainEvent::Paused => say(&bar, "paused".into()),
             TrainEvent::Resumed => say(&bar, "resumed".into()),
             TrainEvent::Finished { .. } | TrainEvent::Failed { .. } => {

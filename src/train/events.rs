@@ -110,6 +110,17 @@ pub enum TrainEvent {
     },
     /// An epoch finished (validated).
     Epoch(EpochRecord),
+    /// The validation sample figure of an epoch (CT | GT | Pred | overlay) was written.
+    Sample {
+        /// Epoch.
+        epoch: usize,
+        /// Validation subject it shows.
+        subject: String,
+        /// Axial slice (model grid).
+        slice: usize,
+        /// The PNG.
+        path: PathBuf,
+    },
     /// A checkpoint was written.
     CheckpointSaved {
         /// `last` or `best`.

@@ -4,6 +4,7 @@ pub mod clip;
 pub mod config;
 pub mod events;
 pub mod history;
+pub mod runlog;
 pub mod schedule;
 pub mod trainer;
 
@@ -11,4 +12,7 @@ pub use config::TrainConfig;
 pub use events::{
     EpochRecord, EventBus, FinishReason, MetricsLine, StepRecord, TrainControl, TrainEvent,
 };
-pub use trainer::{RunDir, TrainError, TrainSummary, load_run_config, read_metrics, train};
+pub use runlog::RunLog;
+pub use trainer::{
+    RunDir, SampleSlice, TrainError, TrainSummary, load_run_config, read_metrics, train,
+};

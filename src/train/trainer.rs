@@ -32,7 +32,9 @@ use crate::geometry::IDENTITY;
 use crate::metrics::evaluate;
 use crate::model::checkpoint::{CheckpointError, RECORD_FILE, save_weights, write_file};
 use crate::model::{UNet, logits_to_labels, loss, one_hot_targets};
+use crate::render::{FigureSlice, LabelTable, four_panels};
 use crate::structures::catalog;
+use crate::window::MODEL_WINDOW;
 use crate::{Geometry, LabelVolume};
 
 /// File names inside a run folder.
@@ -41,6 +43,8 @@ pub const CONFIG_TOML: &str = "config.toml";
 pub const METRICS_JSONL: &str = "metrics.jsonl";
 /// Loss, Dice and learning-rate curves.
 pub const HISTORY_PNG: &str = "history.png";
+/// Folder of per-epoch validation sample figures.
+pub const SAMPLES_DIR: &str = "samples";
 /// Optimiser state inside a `last` checkpoint.
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 /// Training state inside a checkpoint.
@@ -142,6 +146,12 @@ impl RunDir {
     /// `checkpoints/<kind>`.
     pub fn checkpoint(&self, kind: &str) -> PathBuf {
         self.path.join("checkpoints").join(kind)
+    }
+    /// `samples/epoch_NNN.png`: the validation sample figure after `epoch`.
+    pub fn sample(&self, epoch: usize) -> PathBuf {
+        self.path
+            .join(SAMPLES_DIR)
+            .join(format!("epoch_{epoch:03}.png"))
     }
 }
 
@@ -496,6 +506,16 @@ fn train_inner(
         state.epochs.push(record.clone());
         bus.send(TrainEvent::Epoch(record.clone()));
         write_history_png(&run.history(), &state.epochs)?;
+        if let Some(sample) = &validation.sample {
+            let path = run.sample(epoch);
+            sample.write_png(&path)?;
+            bus.send(TrainEvent::Sample {
+                epoch,
+                subject: sample.subject.clone(),
+                slice: sample.slice,
+                path,
+            });
+        }
 
         let is_best = match (record.val_dice_mean, state.best_val_dice) {
             (Some(d), Some(best)) => d > best,
@@ -561,6 +581,65 @@ pub struct Validation {
     pub dice: BTreeMap<String, f64>,
     /// Mean of `dice` over structures.
     pub dice_mean: Option<f64>,
+    /// The slice of the first validation volume with the most ground-truth pixels,
+    /// with its prediction (for the per-epoch sample figure).
+    pub sample: Option<SampleSlice>,
+}
+
+/// One validation slice at model resolution, with its ground truth and prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleSlice {
+    /// Subject id.
+    pub subject: String,
+    /// Axial slice index (canonical LPS order).
+    pub slice: usize,
+    /// Side of the square slice.
+    pub size: usize,
+    /// Model input in [0, 1] (the HU window [-200, 300]).
+    pub image: Vec<f32>,
+    /// Ground-truth labels.
+    pub gt: Vec<u8>,
+    /// Predicted labels.
+    pub pred: Vec<u8>,
+}
+
+impl SampleSlice {
+    /// The four-panel figure CT | GT | Pred | overlay as RGBA `(width, height, pixels)`;
+    /// rows run anterior → posterior and columns right → left (radiological view).
+    pub fn figure(&self) -> (usize, usize, Vec<u8>) {
+        let hu: Vec<i16> = self
+            .image
+            .iter()
+            .map(|&v| {
+                let lo = MODEL_WINDOW.center - MODEL_WINDOW.width / 2.0;
+                (lo + v * MODEL_WINDOW.width).round() as i16
+            })
+            .collect();
+        let slice = FigureSlice {
+            hu: &hu,
+            gt: &self.gt,
+            pred: &self.pred,
+            width: self.size,
+            height: self.size,
+        };
+        let table = LabelTable::from_catalog(catalog());
+        four_panels(slice, self.size, MODEL_WINDOW, &table)
+    }
+
+    /// Write [`SampleSlice::figure`] as a PNG (temporary file, then renamed).
+    pub fn write_png(&self, path: &Path) -> crate::Result<()> {
+        let (w, h, rgba) = self.figure();
+        let image = image::RgbaImage::from_raw(w as u32, h as u32, rgba)
+            .ok_or_else(|| crate::Error::Invalid("sample figure has the wrong size".into()))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        }
+        crate::io::atomic_write(path, "png", |tmp| {
+            image
+                .save_with_format(tmp, image::ImageFormat::Png)
+                .map_err(|e| crate::Error::format(path, e.to_string()))
+        })
+    }
 }
 
 /// Predict every slice of each validation volume and compare the 3-D label volumes
@@ -576,6 +655,7 @@ pub fn validate(
     let mut loss_sum = 0.0;
     let mut loss_slices = 0usize;
     let mut dice_sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    let mut sample = None;
     for subject in subjects {
         let size = subject.header.size;
         let n = size * size;
@@ -611,7 +691,11 @@ pub fn validate(
         affine[1][1] = spacing[1] * sy as f64 / size as f64;
         affine[2][2] = spacing[2];
         let geometry = Geometry::new([size, size, slices], affine);
-        let gt = LabelVolume::new(geometry.clone(), subject.read_all_labels()?)?;
+        let gt_labels = subject.read_all_labels()?;
+        if sample.is_none() {
+            sample = sample_slice(subject, &gt_labels, &predicted)?;
+        }
+        let gt = LabelVolume::new(geometry.clone(), gt_labels)?;
         let pred = LabelVolume::new(geometry, predicted)?;
         let evaluation = evaluate(&gt, &pred, catalog())?;
         for s in evaluation.structures {
@@ -631,7 +715,38 @@ pub fn validate(
         loss: loss_sum / loss_slices.max(1) as f64,
         dice,
         dice_mean,
+        sample,
     })
+}
+
+/// The slice of `subject` with the most labelled ground-truth pixels (the middle slice
+/// when none has any).
+fn sample_slice(
+    subject: &CachedSubject,
+    gt: &[u8],
+    pred: &[u8],
+) -> Result<Option<SampleSlice>, TrainError> {
+    let n = subject.slice_len();
+    let slices = subject.header.slices;
+    if n == 0 || slices == 0 || gt.len() != n * slices || pred.len() != n * slices {
+        return Ok(None);
+    }
+    let best = (0..slices)
+        .map(|k| (gt[k * n..(k + 1) * n].iter().filter(|&&l| l > 0).count(), k))
+        .max_by_key(|&(count, k)| (count, std::cmp::Reverse(k)))
+        .filter(|&(count, _)| count > 0)
+        .map_or(slices / 2, |(_, k)| k);
+    let mut image = vec![0f32; n];
+    let mut labels = vec![0u8; n];
+    subject.read_slice(best, &mut image, &mut labels)?;
+    Ok(Some(SampleSlice {
+        subject: subject.header.id.clone(),
+        slice: best,
+        size: subject.header.size,
+        image,
+        gt: labels,
+        pred: pred[best * n..(best + 1) * n].to_vec(),
+    }))
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, TrainError> {

@@ -5,12 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::render::{CompositeParams, LabelTable, LayerParams, OverlayMode, composite};
+use crate::render::{FigureSlice, LabelTable, four_panels};
 
 use super::app::ViewerApp;
-
-/// Pixels between panels.
-const GAP: usize = 4;
 
 /// Render the figure as RGBA: `(width, height, pixels)`. Each panel is the slice at its
 /// voxel resolution, stretched so pixels have the true aspect ratio.
@@ -41,41 +38,17 @@ pub fn render(app: &ViewerApp) -> anyhow::Result<(usize, usize, Vec<u8>)> {
         };
         table.visible[sel as usize] = true;
     }
-    let window = app.settings.window;
-    let fill = LayerParams {
-        opacity: 0.6,
-        mode: OverlayMode::Fill,
-    };
-    let outline = LayerParams {
-        opacity: 1.0,
-        mode: OverlayMode::Outline,
-    };
-    let gt_only = [(gt.as_slice(), fill)];
-    let pred_only = [(pred.as_slice(), fill)];
-    let both = [(pred.as_slice(), fill), (gt.as_slice(), outline)];
-    let panels: [CompositeParams<'_>; 4] = [
-        CompositeParams::Layers(&[]),
-        CompositeParams::Layers(&gt_only),
-        CompositeParams::Layers(&pred_only),
-        CompositeParams::Layers(&both),
-    ];
     // Stretch rows so that pixels are square in mm.
     let (pw, ph) = grid.pixel_mm();
     let out_h = ((h as f64 * ph / pw).round() as usize).max(1);
-    let width = 4 * w + 3 * GAP;
-    let mut out = vec![0u8; width * out_h * 4];
-    for (p, params) in panels.into_iter().enumerate() {
-        let mut rgba = Vec::new();
-        composite(&hu, w, h, window, &table, params, &mut rgba);
-        let x0 = p * (w + GAP);
-        for y in 0..out_h {
-            let src_row = (y * h / out_h).min(h - 1);
-            let src = &rgba[src_row * w * 4..(src_row + 1) * w * 4];
-            let dst = (y * width + x0) * 4;
-            out[dst..dst + w * 4].copy_from_slice(src);
-        }
-    }
-    Ok((width, out_h, out))
+    let slice = FigureSlice {
+        hu: &hu,
+        gt: &gt,
+        pred: &pred,
+        width: w,
+        height: h,
+    };
+    Ok(four_panels(slice, out_h, app.settings.window, &table))
 }
 
 /// Render the figure and write it as PNG (to a temporary file, then renamed).
