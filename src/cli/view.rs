@@ -42,6 +42,22 @@ pub struct ViewArgs {
     /// Structure to select and jump to, e.g. liver.
     #[arg(long, value_parser = parse_structure)]
     pub select: Option<u8>,
+    /// Open a training run folder on the dashboard (repeat to compare runs). A run
+    /// another process is still writing is followed live.
+    #[arg(long = "run", value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Open the Training tab with this dataset scanned in the launch form.
+    #[arg(long, value_name = "DATASET")]
+    pub train_data: Option<PathBuf>,
+    /// Fill the launch form with the tiny CPU preset.
+    #[arg(long, requires = "train_data")]
+    pub train_tiny: bool,
+    /// Run folder for a run launched from the form.
+    #[arg(long, requires = "train_data", value_name = "RUN_DIR")]
+    pub train_out: Option<PathBuf>,
+    /// Start training at once with the form's settings.
+    #[arg(long, requires = "train_data")]
+    pub train_start: bool,
 }
 
 fn parse_layout(s: &str) -> Result<Layout, String> {
@@ -80,9 +96,16 @@ pub fn run_view(args: &ViewArgs) -> anyhow::Result<()> {
     if (args.gt.is_some() || args.pred.is_some()) && args.ct.is_none() {
         anyhow::bail!("--gt and --pred need a CT to lie on; give the CT first");
     }
-    for p in [&args.ct, &args.gt, &args.pred, &args.model]
-        .into_iter()
-        .flatten()
+    for p in [
+        &args.ct,
+        &args.gt,
+        &args.pred,
+        &args.model,
+        &args.train_data,
+    ]
+    .into_iter()
+    .flatten()
+    .chain(&args.runs)
     {
         if !p.exists() {
             anyhow::bail!("{}: no such file or folder", p.display());
@@ -99,5 +122,10 @@ pub fn run_view(args: &ViewArgs) -> anyhow::Result<()> {
         compare: args.difference.then_some(CompareMode::Difference),
         window: args.window,
         select: args.select,
+        runs: args.runs.clone(),
+        train_data: args.train_data.clone(),
+        train_tiny: args.train_tiny,
+        train_start: args.train_start,
+        train_out: args.train_out.clone(),
     })
 }

@@ -75,6 +75,9 @@ pub struct DataSection {
     pub cache_dir: PathBuf,
     /// Threads reading and augmenting batches.
     pub loader_workers: usize,
+    /// Structures to train on (catalog names); every other structure counts as
+    /// background in the loss and in validation. Empty: all 117.
+    pub structures: Vec<String>,
 }
 
 impl Default for DataSection {
@@ -85,6 +88,7 @@ impl Default for DataSection {
             foreground_oversample: 0.33,
             cache_dir: PathBuf::new(),
             loader_workers: 2,
+            structures: Vec::new(),
         }
     }
 }
@@ -152,6 +156,27 @@ impl Default for ScheduleSection {
     }
 }
 
+impl DataSection {
+    /// Label map applied to ground truth and predictions: identity when every
+    /// structure is trained, else unselected labels become 0 (background).
+    pub fn label_map(&self) -> [u8; 256] {
+        let mut map: [u8; 256] = std::array::from_fn(|i| i as u8);
+        if !self.structures.is_empty() {
+            let keep: Vec<u8> = self
+                .structures
+                .iter()
+                .filter_map(|n| crate::structures::catalog().label_of(n))
+                .collect();
+            for (i, m) in map.iter_mut().enumerate().skip(1) {
+                if !keep.contains(&(i as u8)) {
+                    *m = 0;
+                }
+            }
+        }
+        map
+    }
+}
+
 impl TrainConfig {
     /// Read a (possibly partial) TOML file; missing settings take their defaults.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
@@ -204,6 +229,18 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&d.foreground_oversample) {
             return Err("data.foreground_oversample must be in [0, 1]".into());
         }
+        let unknown: Vec<&str> = d
+            .structures
+            .iter()
+            .filter(|n| crate::structures::catalog().label_of(n).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "data.structures: unknown structure name(s) {}",
+                unknown.join(", ")
+            ));
+        }
         let s = &self.schedule;
         if !(s.plateau_factor > 0.0 && s.plateau_factor < 1.0) {
             return Err("schedule.plateau_factor must be in (0, 1)".into());
@@ -243,5 +280,22 @@ mod tests {
         let mut bad = TrainConfig::default();
         bad.model.input_size = 250;
         assert!(bad.validate().unwrap_err().contains("model"));
+    }
+
+    #[test]
+    fn a_structure_subset_maps_the_others_to_background() {
+        let mut c = TrainConfig::default();
+        assert_eq!(c.data.label_map()[5], 5);
+        c.data.structures = vec!["liver".into()];
+        assert!(c.validate().is_ok());
+        let liver = crate::structures::catalog()
+            .label_of("liver")
+            .expect("liver");
+        let map = c.data.label_map();
+        assert_eq!(map[liver as usize], liver);
+        assert_eq!(map[0], 0);
+        assert_eq!(map.iter().filter(|&&m| m != 0).count(), 1);
+        c.data.structures.push("livre".into());
+        assert!(c.validate().unwrap_err().contains("livre"));
     }
 }

@@ -345,6 +345,7 @@ fn train_inner(
     let batch_size = config.run.batch_size;
     let accumulate = config.optim.accumulate_steps;
     let num_classes = config.model.num_classes;
+    let label_map = config.data.label_map();
     let full_steps = slices.len().div_ceil(batch_size);
     let steps_per_epoch = match config.run.max_steps_per_epoch {
         0 => full_steps,
@@ -424,7 +425,12 @@ fn train_inner(
             }
             let step_start = Instant::now();
             let Some(batch) = stream.next() else { break };
-            let batch = batch?;
+            let mut batch = batch?;
+            if !config.data.structures.is_empty() {
+                for l in &mut batch.labels {
+                    *l = label_map[*l as usize] as f32;
+                }
+            }
             let b = batch.len;
             let s = batch.size;
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, [b, 1, s, s]), &device);
@@ -656,6 +662,7 @@ pub fn validate(
     let mut loss_slices = 0usize;
     let mut dice_sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut sample = None;
+    let label_map = config.data.label_map();
     for subject in subjects {
         let size = subject.header.size;
         let n = size * size;
@@ -671,7 +678,7 @@ pub fn validate(
             for j in 0..b {
                 subject.read_slice(k + j, &mut image, &mut label_buf)?;
                 images.extend_from_slice(&image);
-                labels.extend(label_buf.iter().map(|&l| l as f32));
+                labels.extend(label_buf.iter().map(|&l| label_map[l as usize] as f32));
             }
             let x = Tensor::<4>::from_data(TensorData::new(images, [b, 1, size, size]), device);
             let y = Tensor::<3>::from_data(TensorData::new(labels, [b, size, size]), device);
@@ -681,7 +688,11 @@ pub fn validate(
             loss_sum += l * b as f64;
             loss_slices += b;
             let labels = logits_to_labels(logits, threshold).into_data();
-            predicted.extend(labels.iter::<i64>().map(|v| v.clamp(0, 255) as u8));
+            predicted.extend(
+                labels
+                    .iter::<i64>()
+                    .map(|v| label_map[v.clamp(0, 255) as usize]),
+            );
             k += b;
         }
         let spacing = subject.header.source_spacing;
@@ -691,7 +702,10 @@ pub fn validate(
         affine[1][1] = spacing[1] * sy as f64 / size as f64;
         affine[2][2] = spacing[2];
         let geometry = Geometry::new([size, size, slices], affine);
-        let gt_labels = subject.read_all_labels()?;
+        let mut gt_labels = subject.read_all_labels()?;
+        for l in &mut gt_labels {
+            *l = label_map[*l as usize];
+        }
         if sample.is_none() {
             sample = sample_slice(subject, &gt_labels, &predicted)?;
         }
@@ -737,14 +751,14 @@ fn sample_slice(
         .filter(|&(count, _)| count > 0)
         .map_or(slices / 2, |(_, k)| k);
     let mut image = vec![0f32; n];
-    let mut labels = vec![0u8; n];
+    let mut labels = vec![0u8; n]; // read_slice fills both; the remapped `gt` is used
     subject.read_slice(best, &mut image, &mut labels)?;
     Ok(Some(SampleSlice {
         subject: subject.header.id.clone(),
         slice: best,
         size: subject.header.size,
         image,
-        gt: labels,
+        gt: gt[best * n..(best + 1) * n].to_vec(),
         pred: pred[best * n..(best + 1) * n].to_vec(),
     }))
 }

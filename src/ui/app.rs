@@ -19,6 +19,7 @@ use crate::worker::{Event, Job, LayerKind, Worker};
 
 use super::settings::{CompareMode, Layout, STORAGE_KEY, Settings};
 use super::slice_view::{SliceTextures, ViewContent};
+use super::training::TrainingPanel;
 
 /// What to open when the app starts (from `ctseg view`).
 #[derive(Debug, Clone, Default)]
@@ -43,6 +44,25 @@ pub struct Startup {
     pub window: Option<Window>,
     /// Structure to select (and jump to) once loaded.
     pub select: Option<u8>,
+    /// Run folders to open on the training dashboard (the app starts on it).
+    pub runs: Vec<PathBuf>,
+    /// Dataset to scan in the training form (the app starts on the Training tab).
+    pub train_data: Option<PathBuf>,
+    /// Tiny CPU settings in the training form.
+    pub train_tiny: bool,
+    /// Start training with the form's settings at once.
+    pub train_start: bool,
+    /// Run folder for that training run.
+    pub train_out: Option<PathBuf>,
+}
+
+/// Which tab the window shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Slices, overlays and comparison.
+    Viewer,
+    /// Launch, watch and compare training runs.
+    Training,
 }
 
 /// How serious a message is.
@@ -84,6 +104,11 @@ pub(super) enum DialogPurpose {
     ChooseModelFile,
     ChooseModelFolder,
     SavePrediction { per_structure: bool },
+    ChooseDataset,
+    ChooseRunDir,
+    OpenRun,
+    ExportPlots,
+    ExportCsv,
     ExportFigure,
 }
 
@@ -161,6 +186,10 @@ pub struct ViewerApp {
     frame_times: FrameTimes,
     dialogs: (Sender<DialogAnswer>, Receiver<DialogAnswer>),
     ctx: egui::Context,
+    /// The tab on show.
+    pub mode: Mode,
+    /// The Training tab.
+    pub training: TrainingPanel,
 }
 
 impl ViewerApp {
@@ -217,6 +246,8 @@ impl ViewerApp {
             frame_times: FrameTimes::default(),
             dialogs: unbounded(),
             ctx: ctx.clone(),
+            mode: Mode::Viewer,
+            training: TrainingPanel::default(),
         };
         if let Some(model) = startup.model {
             app.settings.model = Some(model);
@@ -245,7 +276,94 @@ impl ViewerApp {
         if let Some(pred) = startup.pred {
             app.open_layer(pred, LayerKind::Prediction);
         }
+        for run in &startup.runs {
+            app.open_run(run);
+        }
+        if startup.train_tiny {
+            super::training::Preset::Tiny.apply(&mut app.training.config);
+            app.training.lr_text = app.training.config.optim.lr.to_string();
+        }
+        if let Some(out) = startup.train_out {
+            app.training.run_dir_text = out.display().to_string();
+        }
+        if let Some(data) = &startup.train_data {
+            app.mode = Mode::Training;
+            app.training.set_dataset(data, ctx);
+            if startup.train_start
+                && let Err(e) = app.training.start(ctx)
+            {
+                app.message(Level::Error, format!("Cannot start training: {e}"));
+            }
+        }
         app
+    }
+
+    /// Open a run folder on the training dashboard and show the Training tab.
+    pub fn open_run(&mut self, dir: &Path) {
+        self.mode = Mode::Training;
+        if let Err(e) = self.training.open_run(dir) {
+            self.message(Level::Error, format!("Cannot open run: {e}"));
+        }
+    }
+
+    /// Use a checkpoint (folder or weights file) for Predict, and show the viewer.
+    pub fn use_checkpoint(&mut self, path: PathBuf) {
+        self.message(
+            Level::Info,
+            format!("Model panel now uses {}", path.display()),
+        );
+        self.settings.model = Some(path);
+        self.mode = Mode::Viewer;
+    }
+
+    /// Export the shown runs' curves as one PNG.
+    pub fn export_plots(&mut self, path: &Path) {
+        let t = &self.training;
+        let runs: Vec<(String, Vec<[f64; 2]>, &[crate::train::EpochRecord])> = t
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| r.shown || t.primary == Some(*i))
+            .map(|(_, r)| {
+                let steps = crate::train::RunLog::smoothed(&r.log.step_losses(), t.smoothing);
+                (r.log.name(), steps, r.log.epochs.as_slice())
+            })
+            .collect();
+        let curves: Vec<crate::train::history::RunCurves<'_>> = runs
+            .iter()
+            .map(|(name, steps, epochs)| crate::train::history::RunCurves {
+                name,
+                step_loss: steps,
+                epochs,
+            })
+            .collect();
+        let result = crate::train::history::write_comparison_png(path, &curves);
+        match result {
+            Ok(()) => self.message(Level::Info, format!("Plots saved to {}", path.display())),
+            Err(e) => self.message(Level::Error, format!("Export failed: {e}")),
+        }
+    }
+
+    /// Export the primary run's metrics as CSV (epochs at `path`, steps beside it).
+    pub fn export_csv(&mut self, path: &Path) {
+        let Some(run) = self.training.primary_run() else {
+            self.message(
+                Level::Error,
+                "Export failed: no run on the dashboard".into(),
+            );
+            return;
+        };
+        match run.log.write_csv(path) {
+            Ok(steps) => self.message(
+                Level::Info,
+                format!(
+                    "Metrics saved to {} and {}",
+                    path.display(),
+                    steps.display()
+                ),
+            ),
+            Err(e) => self.message(Level::Error, format!("Export failed: {e}")),
+        }
     }
 
     // ----- public API (menus, tests, command line) -----
@@ -613,6 +731,17 @@ impl ViewerApp {
                     .add_filter("PNG", &["png"])
                     .set_file_name("figure.png")
                     .save_file(),
+                DialogPurpose::ChooseDataset
+                | DialogPurpose::ChooseRunDir
+                | DialogPurpose::OpenRun => d.pick_folder(),
+                DialogPurpose::ExportPlots => d
+                    .add_filter("PNG", &["png"])
+                    .set_file_name("training.png")
+                    .save_file(),
+                DialogPurpose::ExportCsv => d
+                    .add_filter("CSV", &["csv"])
+                    .set_file_name("metrics.csv")
+                    .save_file(),
             };
             let _ = tx.send((purpose, path));
             ctx.request_repaint();
@@ -641,6 +770,13 @@ impl ViewerApp {
                 self.save_prediction(path, per_structure)
             }
             DialogPurpose::ExportFigure => self.export_figure(&path),
+            DialogPurpose::ChooseDataset => self.training.set_dataset(&path, &self.ctx.clone()),
+            DialogPurpose::ChooseRunDir => {
+                self.training.run_dir_text = path.display().to_string();
+            }
+            DialogPurpose::OpenRun => self.open_run(&path),
+            DialogPurpose::ExportPlots => self.export_plots(&path),
+            DialogPurpose::ExportCsv => self.export_csv(&path),
         }
     }
 
@@ -767,6 +903,10 @@ impl ViewerApp {
                 if ui.button("Sample data").clicked() {
                     self.open_sample();
                 }
+                ui.separator();
+                if ui.button("Open run folder…").clicked() {
+                    self.folder_dialog(DialogPurpose::OpenRun);
+                }
             });
             ui.menu_button("View", |ui| {
                 for layout in Layout::ALL {
@@ -789,6 +929,18 @@ impl ViewerApp {
                 }
                 ui.checkbox(&mut self.settings.show_frame_time, "Show frame time");
             });
+            ui.separator();
+            ui.selectable_value(&mut self.mode, Mode::Viewer, "Viewer");
+            if ui
+                .selectable_label(self.mode == Mode::Training, "Training")
+                .clicked()
+            {
+                self.mode = Mode::Training;
+            }
+            if self.training.is_training() {
+                ui.spinner().on_hover_text("A training run is going");
+            }
+            ui.separator();
             ui.menu_button("Help", |ui| {
                 ui.label(
                     "Wheel / Up, Down: slice · PgUp/PgDn: 10 slices · Ctrl+wheel: zoom\n\
@@ -1096,12 +1248,18 @@ impl eframe::App for ViewerApp {
         let start = Instant::now();
         let ctx = ui.ctx().clone();
         self.poll();
+        self.training.poll(&ctx);
+        for (level, text) in self.training.take_notices() {
+            self.message(level, text);
+        }
         self.handle_dropped_files(&ctx);
-        self.handle_keys(&ctx);
+        if self.mode == Mode::Viewer {
+            self.handle_keys(&ctx);
+        }
 
         egui::Panel::top("menu").show(ui, |ui| {
             self.menu_bar(ui);
-            if self.ct.is_some() {
+            if self.ct.is_some() && self.mode == Mode::Viewer {
                 self.toolbar(ui);
             }
         });
@@ -1109,7 +1267,13 @@ impl eframe::App for ViewerApp {
             self.messages_area(ui);
             self.status_bar(ui);
         });
-        if self.ct.is_some() {
+        if self.mode == Mode::Training {
+            super::training::show(self, ui);
+            if self.training.is_training() || !self.training.runs.is_empty() {
+                // Follow the runs' files and the training thread.
+                ctx.request_repaint_after(Duration::from_millis(250));
+            }
+        } else if self.ct.is_some() {
             egui::Panel::left("structures")
                 .default_size(330.0)
                 .show(ui, |ui| super::structures_panel::show(self, ui));
@@ -1117,13 +1281,15 @@ impl eframe::App for ViewerApp {
                 .default_size(240.0)
                 .show(ui, |ui| self.model_panel(ui));
         }
-        egui::CentralPanel::default().show(ui, |ui| {
-            if self.ct.is_some() {
-                self.views(ui);
-            } else {
-                self.start_screen(ui);
-            }
-        });
+        if self.mode == Mode::Viewer {
+            egui::CentralPanel::default().show(ui, |ui| {
+                if self.ct.is_some() {
+                    self.views(ui);
+                } else {
+                    self.start_screen(ui);
+                }
+            });
+        }
         if self.busy.is_some() {
             // Keep the spinner turning while the worker runs.
             ctx.request_repaint_after(Duration::from_millis(100));

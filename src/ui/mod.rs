@@ -7,8 +7,9 @@ pub mod figure;
 pub mod settings;
 mod slice_view;
 mod structures_panel;
+pub mod training;
 
-pub use app::{Startup, ViewerApp};
+pub use app::{Mode, Startup, ViewerApp};
 pub use settings::{CompareMode, Layout, Settings};
 
 /// Open the app window and run until it is closed.
