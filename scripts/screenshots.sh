@@ -80,3 +80,29 @@ shot side_by_side 6 -- "$CT" --gt "$GT" --pred "$PRED" --layout side-by-side --a
 shot difference 6 -- "$CT" --gt "$GT" --pred "$PRED" --difference --select liver
 shot dicom 8 -- "$DATA/totalseg/dicom_ct" --window Bone
 shot sample 6 -- --sample --layout three
+
+# Training dashboard: two real runs on s0001 written by separate `ctseg train`
+# processes (BCE at lr 1e-3, BCE+Dice at lr 3e-3), followed live while they run.
+RUNS=$(mktemp -d)
+printf '[model]\ndepth = 3\n[schedule]\nearly_stopping_patience = 0\n' >"$RUNS/small.toml"
+train_run() {
+    local name=$1; shift
+    "$CTSEG_BIN" train --data "$S0001" --out "$RUNS/$name" --config "$RUNS/small.toml" \
+        --backend cpu --epochs 500 --batch-size 6 --input-size 64 --base-channels 8 \
+        --cache-dir "$RUNS/cache" --quiet "$@" >"$RUNS/$name.log" 2>&1 &
+    TRAIN_PIDS+=($!)
+}
+TRAIN_PIDS=()
+trap '[[ -n $XVFB ]] && kill $XVFB 2>/dev/null; kill ${TRAIN_PIDS[*]} 2>/dev/null; true' EXIT
+train_run bce-lr1e-3
+train_run bcedice-lr3e-3 --loss bce-dice --lr 0.003
+sleep "${TRAIN_SECONDS:-240}"
+shot training_dashboard 5 -- --run "$RUNS/bce-lr1e-3"
+shot training_compare 5 -- --run "$RUNS/bcedice-lr3e-3" --run "$RUNS/bce-lr1e-3"
+kill "${TRAIN_PIDS[@]}" 2>/dev/null || true
+wait "${TRAIN_PIDS[@]}" 2>/dev/null || true
+TRAIN_PIDS=()
+# A run launched from the Training tab's form (tiny CPU preset), mid-run.
+shot training_launch "${LAUNCH_SECONDS:-12}" -- --train-data "$S0001" --train-tiny \
+    --train-out "$RUNS/gui-run" --train-start
+rm -rf "$RUNS"

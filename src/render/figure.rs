@@ -115,7 +115,8 @@ mod tests {
         let grey = px(0, 0);
         assert_eq!(grey[0], grey[1]);
         // GT pixel (1, 1) is coloured in the GT panel, not in the CT panel.
-        let (gx, gy) = (1, 1 * 6 / 3);
+        // Source row 1 of 3 is output rows 2..4 of 6.
+        let (gx, gy) = (1, 2);
         assert_eq!(px(gx, gy), grey);
         assert_ne!(px(w + PANEL_GAP + gx, gy), grey);
         // Pred pixel (2, 1) is coloured in the Pred panel only, not in GT's.

@@ -228,12 +228,16 @@ impl RunLog {
             .max_by_key(|(epoch, _)| *epoch)
     }
 
-    /// Epoch with the highest mean validation Dice, and that Dice.
+    /// Epoch with the highest mean validation Dice (the first of equals, as the
+    /// trainer keeps `best` only on a strict improvement), and that Dice.
     pub fn best_epoch(&self) -> Option<(usize, f64)> {
         self.epochs
             .iter()
             .filter_map(|e| e.val_dice_mean.map(|d| (e.epoch, d)))
-            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .fold(None, |best, (e, d)| match best {
+                Some((_, b)) if d <= b => best,
+                _ => Some((e, d)),
+            })
     }
 
     /// Seconds spent so far: finished epochs plus the running epoch's steps at the

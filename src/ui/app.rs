@@ -319,22 +319,26 @@ impl ViewerApp {
     /// Export the shown runs' curves as one PNG.
     pub fn export_plots(&mut self, path: &Path) {
         let t = &self.training;
-        let runs: Vec<(String, Vec<[f64; 2]>, &[crate::train::EpochRecord])> = t
+        let chosen: Vec<&super::training::OpenRun> = t
             .runs
             .iter()
             .enumerate()
             .filter(|(i, r)| r.shown || t.primary == Some(*i))
-            .map(|(_, r)| {
-                let steps = crate::train::RunLog::smoothed(&r.log.step_losses(), t.smoothing);
-                (r.log.name(), steps, r.log.epochs.as_slice())
-            })
+            .map(|(_, r)| r)
             .collect();
-        let curves: Vec<crate::train::history::RunCurves<'_>> = runs
+        let names: Vec<String> = chosen.iter().map(|r| r.log.name()).collect();
+        let steps: Vec<Vec<[f64; 2]>> = chosen
             .iter()
-            .map(|(name, steps, epochs)| crate::train::history::RunCurves {
+            .map(|r| crate::train::RunLog::smoothed(&r.log.step_losses(), t.smoothing))
+            .collect();
+        let curves: Vec<crate::train::history::RunCurves<'_>> = chosen
+            .iter()
+            .zip(&names)
+            .zip(&steps)
+            .map(|((r, name), steps)| crate::train::history::RunCurves {
                 name,
                 step_loss: steps,
-                epochs,
+                epochs: &r.log.epochs,
             })
             .collect();
         let result = crate::train::history::write_comparison_png(path, &curves);

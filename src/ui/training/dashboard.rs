@@ -28,7 +28,7 @@ pub struct PlottedPoints {
     pub heat_cells: usize,
 }
 
-const PLOT_HEIGHT: f32 = 210.0;
+const PLOT_HEIGHT: f32 = 190.0;
 
 fn run_color(run: &OpenRun) -> Color32 {
     let [r, g, b] = RUN_COLORS[run.color % RUN_COLORS.len()];
@@ -56,11 +56,21 @@ pub fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let multi = shown.len() > 1;
     let smoothing = t.smoothing;
     let link = ui.scope_id().with("train-x");
+    // The losses shown, padded so that one point or a flat curve still spans a range.
+    let (loss_lo, loss_hi) = padded_range(shown.iter().flat_map(|&i| {
+        let log = &t.runs[i].log;
+        log.steps
+            .iter()
+            .map(|s| s.loss)
+            .chain(log.epochs.iter().map(|e| e.val_loss))
+    }));
     // log10 of the learning rates shown, so a constant rate still spans a range.
     let lr_range = shown
         .iter()
         .flat_map(|&i| t.runs[i].log.steps.iter().map(|s| s.lr.max(1e-12).log10()))
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     let (lr_lo, lr_hi) = if lr_range.0.is_finite() {
         (lr_range.0.floor() - 0.1, lr_range.1.ceil() + 0.1)
     } else {
@@ -75,7 +85,8 @@ pub fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 .legend(Legend::default())
                 .x_axis_label("epoch")
                 .y_axis_label("loss")
-                .include_y(0.0)
+                .include_y(loss_lo)
+                .include_y(loss_hi)
                 .include_x(0.0)
                 .include_x(1.0)
                 .link_axis(link, [true, false])
@@ -207,7 +218,7 @@ pub fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 .link_axis(link, [true, false])
                 .include_y(lr_lo)
                 .include_y(lr_hi)
-                .y_axis_formatter(|m, _| format!("{:.0e}", 10f64.powf(m.value)))
+                .y_axis_formatter(|m, _| format!("{:.1e}", 10f64.powf(m.value)))
                 .label_formatter(hover(|x, y| format!("epoch {x:.2}\nlr {:.2e}", 10f64.powf(y))))
                 .show(&mut cols[0], |plot| {
                     for &i in &shown {
@@ -250,8 +261,15 @@ pub fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
         ui.add_space(6.0);
         if let Some(run) = t.runs.get(primary) {
             let mut toggle = None;
+            let source = t
+                .session
+                .as_ref()
+                .filter(|s| s.run_dir == run.log.dir)
+                .and_then(|s| s.sample_source.clone());
             ui.columns(2, |cols| {
                 plotted.heat_cells = heat_map(&mut cols[0], &run.log);
+                sample(&mut cols[1], run, source);
+                cols[1].add_space(6.0);
                 toggle = ranking(&mut cols[1], &run.log, &t.plotted_structures);
             });
             if let Some(s) = toggle {
@@ -261,11 +279,23 @@ pub fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
                     t.plotted_structures.push(s);
                 }
             }
-            ui.add_space(6.0);
-            sample(ui, run, t.session.as_ref().filter(|s| s.run_dir == run.log.dir).and_then(|s| s.sample_source.clone()));
         }
     });
     t.plotted = plotted;
+}
+
+/// Range of the finite `values` with 5 % padding (at least 1e-6), or (0, 1).
+fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    (lo - pad, hi + pad)
 }
 
 /// Hover text near a data point: the series name, then `values(x, y)`.
@@ -536,7 +566,7 @@ fn sample(ui: &mut egui::Ui, run: &OpenRun, source: Option<(String, usize)>) {
     };
     let mut title = format!("Validation sample after epoch {epoch}");
     if let Some((subject, slice)) = source {
-        title.push_str(&format!(" — {subject}, axial slice {slice} (model grid)"));
+        title.push_str(&format!(": {subject}, axial slice {slice} (model grid)"));
     }
     ui.label(RichText::new(title).strong());
     let size = texture.size_vec2();

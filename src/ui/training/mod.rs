@@ -593,20 +593,19 @@ impl TrainingPanel {
             }
         }
         // A thread that ended without a final event panicked.
-        if session.thread.as_ref().is_some_and(|t| t.is_finished()) {
-            if let Some(t) = session.thread.take()
-                && let Err(panic) = t.join()
-                && session.status.is_active()
-            {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown error".into());
-                let message = format!("the training thread crashed: {what}");
-                notices.push((Level::Error, format!("Training failed: {message}")));
-                session.status = SessionStatus::Failed(message);
-            }
+        if session.thread.as_ref().is_some_and(|t| t.is_finished())
+            && let Some(t) = session.thread.take()
+            && let Err(panic) = t.join()
+            && session.status.is_active()
+        {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown error".into());
+            let message = format!("the training thread crashed: {what}");
+            notices.push((Level::Error, format!("Training failed: {message}")));
+            session.status = SessionStatus::Failed(message);
         }
         self.notices.extend(notices);
         if let Some(dir) = open {
