@@ -97,6 +97,9 @@ trap '[[ -n $XVFB ]] && kill $XVFB 2>/dev/null; kill ${TRAIN_PIDS[*]} 2>/dev/nul
 train_run bce-lr1e-3
 train_run bcedice-lr3e-3 --loss bce-dice --lr 0.003
 sleep "${TRAIN_SECONDS:-240}"
+for run in bce-lr1e-3 bcedice-lr3e-3; do
+    [[ -f $RUNS/$run/metrics.jsonl ]] || { echo "training $run failed:" >&2; cat "$RUNS/$run.log" >&2; exit 1; }
+done
 shot training_dashboard 5 -- --run "$RUNS/bce-lr1e-3"
 shot training_compare 5 -- --run "$RUNS/bcedice-lr3e-3" --run "$RUNS/bce-lr1e-3"
 kill "${TRAIN_PIDS[@]}" 2>/dev/null || true

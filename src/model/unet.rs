@@ -20,7 +20,7 @@ pub const HEAD_BIAS_INIT: f64 = -4.59511985;
 /// Shape of the network. The design's model is the default: base 32, depth 4
 /// (encoder 32-64-128-256, bottleneck 512), 117 classes, 256×256 input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct UNetConfig {
     /// Input channels (1: one windowed CT slice).
     pub in_channels: usize,

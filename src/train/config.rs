@@ -277,6 +277,10 @@ mod tests {
         assert_eq!(c.run.epochs, 3);
         assert_eq!(c.run.batch_size, 8);
         assert!(toml::from_str::<TrainConfig>("[run]\nepohcs = 3\n").is_err());
+        // A partial [model] section keeps the other model settings.
+        let c: TrainConfig = toml::from_str("[model]\ndepth = 3\n").expect("parse");
+        assert_eq!(c.model.depth, 3);
+        assert_eq!(c.model.base_channels, 32);
         let mut bad = TrainConfig::default();
         bad.model.input_size = 250;
         assert!(bad.validate().unwrap_err().contains("model"));
