@@ -56,7 +56,16 @@ shot() {
     if ((${#keys[@]})); then
         # Keys go to the view under the mouse.
         xdotool mousemove 800 450
-        for k in "${keys[@]}"; do xdotool key --window "$win" "$k"; sleep 0.3; done
+        for k in "${keys[@]}"; do
+            if [[ $k == mouse:* ]]; then
+                # mouse:X,Y parks the pointer (no hover tooltips in the shot).
+                local xy=${k#mouse:}
+                xdotool mousemove "${xy%,*}" "${xy#*,}"
+            else
+                xdotool key --window "$win" "$k"
+            fi
+            sleep 0.3
+        done
         sleep 1
     fi
     import -window root "$OUT/$name.png"
@@ -100,12 +109,12 @@ sleep "${TRAIN_SECONDS:-240}"
 for run in bce-lr1e-3 bcedice-lr3e-3; do
     [[ -f $RUNS/$run/metrics.jsonl ]] || { echo "training $run failed:" >&2; cat "$RUNS/$run.log" >&2; exit 1; }
 done
-shot training_dashboard 5 -- --run "$RUNS/bce-lr1e-3"
-shot training_compare 5 -- --run "$RUNS/bcedice-lr3e-3" --run "$RUNS/bce-lr1e-3"
+shot training_dashboard 5 mouse:1599,999 -- --run "$RUNS/bce-lr1e-3"
+shot training_compare 5 mouse:1599,999 -- --run "$RUNS/bcedice-lr3e-3" --run "$RUNS/bce-lr1e-3"
 kill "${TRAIN_PIDS[@]}" 2>/dev/null || true
 wait "${TRAIN_PIDS[@]}" 2>/dev/null || true
 TRAIN_PIDS=()
 # A run launched from the Training tab's form (tiny CPU preset), mid-run.
-shot training_launch "${LAUNCH_SECONDS:-12}" -- --train-data "$S0001" --train-tiny \
+shot training_launch "${LAUNCH_SECONDS:-8}" mouse:1599,999 -- --train-data "$S0001" --train-tiny \
     --train-out "$RUNS/gui-run" --train-start
 rm -rf "$RUNS"
