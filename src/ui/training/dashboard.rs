@@ -56,6 +56,9 @@ pub fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let multi = shown.len() > 1;
     let smoothing = t.smoothing;
     let link = ui.scope_id().with("train-x");
+    // Each shown run's step positions and losses, computed once per frame.
+    let step_points: Vec<Vec<[f64; 2]>> =
+        shown.iter().map(|&i| t.runs[i].log.step_losses()).collect();
     // The losses shown, padded so that one point or a flat curve still spans a range.
     let (loss_lo, loss_hi) = padded_range(shown.iter().flat_map(|&i| {
         let log = &t.runs[i].log;
@@ -92,11 +95,11 @@ pub fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 .link_axis(link, [true, false])
                 .label_formatter(hover(|x, y| format!("epoch {x:.2}\nloss {y:.4}")))
                 .show(&mut cols[0], |plot| {
-                    for &i in &shown {
+                    for (&i, raw) in shown.iter().zip(&step_points) {
                         let run = &t.runs[i];
                         let c = run_color(run);
                         let prefix = if multi { format!("{} ", run.log.name()) } else { String::new() };
-                        let raw = run.log.step_losses();
+                        let raw = raw.clone();
                         plotted.train_loss += raw.len();
                         let smooth = RunLog::smoothed(&raw, smoothing);
                         plot.line(
@@ -221,9 +224,8 @@ pub fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 .y_axis_formatter(|m, _| format!("{:.1e}", 10f64.powf(m.value)))
                 .label_formatter(hover(|x, y| format!("epoch {x:.2}\nlr {:.2e}", 10f64.powf(y))))
                 .show(&mut cols[0], |plot| {
-                    for &i in &shown {
+                    for (&i, xs) in shown.iter().zip(&step_points) {
                         let run = &t.runs[i];
-                        let xs = run.log.step_losses();
                         let points: Vec<[f64; 2]> = xs
                             .iter()
                             .zip(&run.log.steps)
@@ -245,11 +247,9 @@ pub fn show(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 .link_axis(link, [true, false])
                 .label_formatter(hover(|x, y| format!("epoch {x:.2}\n{y:.1} slices/s")))
                 .show(&mut cols[1], |plot| {
-                    for &i in &shown {
+                    for (&i, xs) in shown.iter().zip(&step_points) {
                         let run = &t.runs[i];
-                        let points: Vec<[f64; 2]> = run
-                            .log
-                            .step_losses()
+                        let points: Vec<[f64; 2]> = xs
                             .iter()
                             .zip(&run.log.steps)
                             .map(|(p, s)| [p[0], s.slices_per_s])
