@@ -36,109 +36,21 @@ fn range(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     (lo - pad * span, hi + pad * span)
 }
 
-/// Draw the history of `epochs` into `path` (written safely).
+/// Draw the history of `epochs` into `path` (written safely): the comparison figure
+/// of one run, with the epoch-mean training loss as its training curve.
 pub fn write_history_png(path: &Path, epochs: &[EpochRecord]) -> Result<()> {
-    register_font();
-    atomic_write(path, ".png", |tmp| {
-        draw(tmp, epochs).map_err(|e| Error::format(path, format!("cannot draw history: {e}")))
-    })
-}
-
-fn draw(
-    path: &Path,
-    epochs: &[EpochRecord],
-) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let root = BitMapBackend::new(path, (900, 900)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let panels = root.split_evenly((3, 1));
-    let last_epoch = epochs.last().map_or(1, |e| e.epoch).max(1) as f64;
-    let x_range = 0.5..last_epoch + 0.5;
-    let blue = RGBColor(31, 119, 180);
-    let orange = RGBColor(255, 127, 14);
-    let green = RGBColor(44, 160, 44);
-
-    // Losses.
-    let (lo, hi) = range(epochs.iter().flat_map(|e| [e.train_loss, e.val_loss]), 0.05);
-    let mut chart = ChartBuilder::on(&panels[0])
-        .caption("loss", ("sans-serif", 18))
-        .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x_range.clone(), lo..hi)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .draw()?;
-    chart
-        .draw_series(LineSeries::new(
-            epochs.iter().map(|e| (e.epoch as f64, e.train_loss)),
-            blue.stroke_width(2),
-        ))?
-        .label("train loss")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
-    chart
-        .draw_series(LineSeries::new(
-            epochs.iter().map(|e| (e.epoch as f64, e.val_loss)),
-            orange.stroke_width(2),
-        ))?
-        .label("val loss")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], orange.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-
-    // Dice.
-    let mut chart = ChartBuilder::on(&panels[1])
-        .caption(
-            "validation Dice (3-D, per volume; mean over structures present)",
-            ("sans-serif", 18),
-        )
-        .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x_range.clone(), 0.0..1.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .draw()?;
-    let dice: Vec<(f64, f64)> = epochs
+    let train: Vec<[f64; 2]> = epochs
         .iter()
-        .filter_map(|e| e.val_dice_mean.map(|d| (e.epoch as f64, d)))
+        .map(|e| [e.epoch as f64, e.train_loss])
         .collect();
-    chart
-        .draw_series(LineSeries::new(dice.iter().copied(), green.stroke_width(2)))?
-        .label("val Dice")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], green.stroke_width(2)));
-    chart.draw_series(dice.iter().map(|&p| Circle::new(p, 3, green.filled())))?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-
-    // Learning rate (log scale).
-    let (lo, hi) = range(epochs.iter().map(|e| e.lr.max(1e-12)), 0.0);
-    let mut chart = ChartBuilder::on(&panels[2])
-        .caption("learning rate", ("sans-serif", 18))
-        .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x_range, (lo / 2.0..hi * 2.0).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_label_formatter(&|v| format!("{v:.0e}"))
-        .draw()?;
-    chart.draw_series(LineSeries::new(
-        epochs.iter().map(|e| (e.epoch as f64, e.lr)),
-        BLACK.stroke_width(2),
-    ))?;
-    root.present()?;
-    Ok(())
+    write_comparison_png(
+        path,
+        &[RunCurves {
+            name: "run",
+            step_loss: &train,
+            epochs,
+        }],
+    )
 }
 
 /// One run's curves for [`write_comparison_png`].
@@ -146,7 +58,7 @@ fn draw(
 pub struct RunCurves<'a> {
     /// Legend name.
     pub name: &'a str,
-    /// Smoothed training loss per step, x in epochs.
+    /// Training loss (smoothed per step, or per epoch), x in epochs.
     pub step_loss: &'a [[f64; 2]],
     /// Epoch records.
     pub epochs: &'a [EpochRecord],
@@ -163,8 +75,9 @@ pub const RUN_COLORS: [[u8; 3]; 6] = [
 ];
 
 /// Draw the dashboard's curves of one or more runs into `path` (written safely):
-/// training loss (smoothed, solid) and validation loss (dashed points), validation
-/// Dice and learning rate against epoch, one colour per run.
+/// training loss (solid) and validation loss (points), validation Dice and learning
+/// rate against epoch, one colour per run (with a legend of run names when there
+/// are several).
 pub fn write_comparison_png(path: &Path, runs: &[RunCurves<'_>]) -> Result<()> {
     register_font();
     atomic_write(path, ".png", |tmp| {
@@ -206,7 +119,7 @@ fn draw_comparison(
     );
     let mut chart = ChartBuilder::on(&panels[0])
         .caption(
-            "loss (solid: training, smoothed; dots: validation)",
+            "loss (solid: training; dots: validation)",
             ("sans-serif", 18),
         )
         .margin(8)
@@ -229,11 +142,13 @@ fn draw_comparison(
                 .map(|e| Circle::new((e.epoch as f64, e.val_loss), 4, c.filled())),
         )?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    if runs.len() > 1 {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
 
     let mut chart = ChartBuilder::on(&panels[1])
         .caption(
@@ -258,11 +173,13 @@ fn draw_comparison(
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart.draw_series(dice.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    if runs.len() > 1 {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
 
     let (lo, hi) = range(
         runs.iter()
