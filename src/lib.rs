@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod annotate;
 pub mod augment;
 #[cfg(feature = "ml")]
 pub mod backend;

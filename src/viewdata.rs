@@ -129,6 +129,8 @@ pub struct LabelLayer {
     pub stats: LayerStats,
     /// Non-fatal remarks from loading.
     pub warnings: Vec<String>,
+    /// Bumped on every in-place edit (display caches key on it).
+    pub revision: u64,
 }
 
 impl LabelLayer {
@@ -140,6 +142,7 @@ impl LabelLayer {
             display,
             stats,
             warnings,
+            revision: 0,
         }
     }
 }
