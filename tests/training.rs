@@ -311,3 +311,78 @@ fn bad_datasets_fail_before_training_with_clear_errors() {
         "nothing is written for a bad dataset"
     );
 }
+
+#[test]
+fn fine_tuning_starts_from_the_given_weights_and_their_model_settings() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = phantom_dataset(tmp.path(), 3);
+    let mut base = small_config(&data, &tmp.path().join("cache"));
+    base.model.input_size = 32;
+    base.run.epochs = 6;
+    base.run.loss = ctseg::model::LossKind::BceDice;
+    base.optim.lr = 1e-2;
+    let first = tmp.path().join("first");
+    train(
+        &base,
+        &first,
+        false,
+        &mut EventBus::new(),
+        &TrainControl::new(),
+    )
+    .expect("first run");
+
+    // Fine-tune with different model settings in the form: the checkpoint's win.
+    let mut tune = base.clone();
+    tune.run.epochs = 1;
+    tune.model.base_channels = 16;
+    tune.run.init_from = Some(first.join("checkpoints").join("last"));
+    let tuned = tmp.path().join("tuned");
+    train(
+        &tune,
+        &tuned,
+        false,
+        &mut EventBus::new(),
+        &TrainControl::new(),
+    )
+    .expect("fine-tune");
+    let saved = ctseg::train::load_run_config(&tuned).expect("config");
+    assert_eq!(saved.model, base.model);
+
+    // The fine-tuned run picks up where the first run ended; the same epoch from
+    // random weights starts where the first run started.
+    let mut fresh = base.clone();
+    fresh.run.epochs = 1;
+    let scratch = tmp.path().join("scratch");
+    train(
+        &fresh,
+        &scratch,
+        false,
+        &mut EventBus::new(),
+        &TrainControl::new(),
+    )
+    .expect("fresh");
+    let tuned_first = step_losses(&tuned)[0].1;
+    let fresh_first = step_losses(&scratch)[0].1;
+    let first_last = step_losses(&first).last().expect("steps").1;
+    eprintln!(
+        "first step loss: fine-tuned {tuned_first:.4}, fresh {fresh_first:.4}; end of first run {first_last:.4}"
+    );
+    assert!(
+        (tuned_first - first_last).abs() < 0.25 * (fresh_first - first_last).abs(),
+        "fine-tuned {tuned_first}, fresh {fresh_first}, end of first run {first_last}"
+    );
+
+    // A missing checkpoint is a clear error naming it.
+    let mut bad = base.clone();
+    bad.run.init_from = Some(tmp.path().join("nope"));
+    let e = train(
+        &bad,
+        &tmp.path().join("bad"),
+        false,
+        &mut EventBus::new(),
+        &TrainControl::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("nope"), "{e}");
+}

@@ -229,6 +229,16 @@ pub fn load_model(
     path: &Path,
     device: &Device,
 ) -> Result<(UNet, UNetConfig, PathBuf), CheckpointError> {
+    let (model, config, weights) = load_weights(path, device)?;
+    Ok((model.valid(), config, weights))
+}
+
+/// Like [`load_model`], but the model stays on `device` as given (on an autodiff
+/// device its parameters track gradients): the start of a fine-tuning run.
+pub fn load_weights(
+    path: &Path,
+    device: &Device,
+) -> Result<(UNet, UNetConfig, PathBuf), CheckpointError> {
     let weights = resolve_weights(path)?;
     let header = read_header(&weights)?;
     let config = config_from_header(&weights, &header)?;
@@ -264,7 +274,7 @@ pub fn load_model(
             names.join(", ")
         )));
     }
-    Ok((model.valid(), config, weights))
+    Ok((model, config, weights))
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ pub struct RunSection {
     pub threshold: f32,
     /// Stop an epoch after this many steps (0 = all); for quick experiments.
     pub max_steps_per_epoch: usize,
+    /// Fine-tuning: start from these weights (file, checkpoint folder or run folder)
+    /// instead of random ones; the model settings are taken from them.
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for RunSection {
@@ -57,6 +60,7 @@ impl Default for RunSection {
             backend: BackendKind::Wgpu,
             threshold: 0.5,
             max_steps_per_epoch: 0,
+            init_from: None,
         }
     }
 }

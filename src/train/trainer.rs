@@ -30,7 +30,10 @@ use crate::data::{
 };
 use crate::geometry::IDENTITY;
 use crate::metrics::evaluate;
-use crate::model::checkpoint::{CheckpointError, RECORD_FILE, save_weights, write_file};
+use crate::model::checkpoint::{
+    CheckpointError, RECORD_FILE, config_from_header, load_weights, read_header, resolve_weights,
+    save_weights, write_file,
+};
 use crate::model::{UNet, logits_to_labels, loss, one_hot_targets};
 use crate::render::{FigureSlice, LabelTable, four_panels};
 use crate::structures::catalog;
@@ -218,6 +221,19 @@ fn train_inner(
     control: &TrainControl,
 ) -> Result<TrainSummary, TrainError> {
     config.validate().map_err(TrainError::Config)?;
+    // Fine-tuning: the model settings come from the starting weights.
+    let fine_tuned;
+    let config = match (&config.run.init_from, resume) {
+        (Some(init), false) => {
+            let weights = resolve_weights(init)?;
+            let header = read_header(&weights)?;
+            let mut c = config.clone();
+            c.model = config_from_header(&weights, &header)?;
+            fine_tuned = c;
+            &fine_tuned
+        }
+        _ => config,
+    };
     let run = RunDir {
         path: run_dir.to_path_buf(),
     };
@@ -295,6 +311,9 @@ fn train_inner(
     let mut optim = adam.init();
     device.seed(config.run.seed);
     let mut model: UNet = config.model.init(&device);
+    if !resume && let Some(init) = &config.run.init_from {
+        model = load_weights(init, &device)?.0;
+    }
 
     let mut state = if resume {
         let last = run.checkpoint("last");
