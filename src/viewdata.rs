@@ -9,7 +9,7 @@ use crate::io::segmentation::check_same_grid;
 use crate::labels::LabelVolume;
 use crate::metrics::{Confusion, confusion_counts};
 use crate::render::DISPLAY_ORIENTATION;
-use crate::volume::Volume;
+use crate::volume::{Volume, Voxel};
 use crate::{Error, Result};
 
 /// A CT ready for display.
@@ -56,8 +56,9 @@ impl CtView {
         labels.reoriented(DISPLAY_ORIENTATION)
     }
 
-    /// A display-order label volume back in the source voxel order (for saving).
-    pub fn to_source(&self, labels: &LabelVolume) -> Result<LabelVolume> {
+    /// A display-order volume (labels or the CT itself) back in the source voxel
+    /// order (for saving).
+    pub fn to_source<T: Voxel>(&self, labels: &Volume<T>) -> Result<Volume<T>> {
         let t = labels
             .geometry()
             .transform_to(&self.source.orientation())

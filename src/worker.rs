@@ -88,6 +88,17 @@ pub enum Job {
         /// The CT whose grid they are saved on.
         ct: Arc<CtView>,
     },
+    /// Add the CT and a (corrected) segmentation to a training set as a new subject.
+    AddCase {
+        /// Dataset folder (TotalSegmentator layout).
+        root: PathBuf,
+        /// Subject id.
+        id: String,
+        /// The segmentation.
+        layer: Arc<LabelLayer>,
+        /// The CT.
+        ct: Arc<CtView>,
+    },
 }
 
 impl Job {
@@ -102,6 +113,9 @@ impl Job {
             Job::Compare { .. } => "Comparing GT and prediction".into(),
             Job::Predict { backend, .. } => format!("Predicting ({})", backend.name()),
             Job::Save { path, .. } => format!("Saving {}", path.display()),
+            Job::AddCase { root, id, .. } => {
+                format!("Adding {id} to the training set {}", root.display())
+            }
         }
     }
 }
@@ -141,6 +155,13 @@ pub enum Event {
     Compared(Arc<Comparison>),
     /// A layer was saved.
     Saved(PathBuf),
+    /// A case was added to a training set.
+    CaseAdded {
+        /// The dataset folder.
+        root: PathBuf,
+        /// The subject folder written.
+        dir: PathBuf,
+    },
     /// A job failed; `message` is meant for the user.
     Failed {
         /// The job.
@@ -385,6 +406,17 @@ impl WorkerState {
                     save_multilabel(&path, &labels)?;
                 }
                 Ok(vec![Event::Saved(path)])
+            }
+            Job::AddCase {
+                root,
+                id,
+                layer,
+                ct,
+            } => {
+                let labels = ct.to_source(&layer.display)?;
+                let volume = ct.to_source(&ct.display)?;
+                let dir = crate::annotate::dataset::add_case(&root, &id, &volume, &labels)?;
+                Ok(vec![Event::CaseAdded { root, dir }])
             }
         }
     }

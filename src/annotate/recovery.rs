@@ -107,7 +107,7 @@ pub fn list_recoveries(dir: &Path) -> Vec<Recovery> {
             labels.is_file().then_some(Recovery { info, labels, json })
         })
         .collect();
-    out.sort_by(|a, b| b.info.saved_at.cmp(&a.info.saved_at));
+    out.sort_by_key(|r| std::cmp::Reverse(r.info.saved_at));
     out
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::annotate::EditSource;
 use crate::render::Axis;
 use crate::structures::catalog;
 use crate::ui::{CompareMode, Layout, Startup, run};
@@ -58,6 +59,13 @@ pub struct ViewArgs {
     /// Start training at once with the form's settings.
     #[arg(long, requires = "train_data")]
     pub train_start: bool,
+    /// Start editing once loaded: a layer that is empty, or a copy of the ground
+    /// truth or of the prediction (empty, gt, pred).
+    #[arg(long, value_parser = parse_edit)]
+    pub edit: Option<EditSource>,
+    /// Folder of recovery files for unsaved edits (default: beside the cache).
+    #[arg(long, value_name = "DIR")]
+    pub recovery_dir: Option<PathBuf>,
 }
 
 fn parse_layout(s: &str) -> Result<Layout, String> {
@@ -127,5 +135,16 @@ pub fn run_view(args: &ViewArgs) -> anyhow::Result<()> {
         train_tiny: args.train_tiny,
         train_start: args.train_start,
         train_out: args.train_out.clone(),
+        recovery_dir: args.recovery_dir.clone(),
+        edit: args.edit,
     })
+}
+
+fn parse_edit(s: &str) -> Result<EditSource, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "empty" => Ok(EditSource::Empty),
+        "gt" | "ground-truth" => Ok(EditSource::GroundTruth),
+        "pred" | "prediction" => Ok(EditSource::Prediction),
+        other => Err(format!("{other:?}: expected empty, gt or pred")),
+    }
 }

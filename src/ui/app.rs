@@ -17,6 +17,7 @@ use crate::viewdata::{Comparison, CtView, LabelLayer};
 use crate::window::{PRESETS, Window};
 use crate::worker::{Event, Job, LayerKind, Worker};
 
+use super::annotate::Annotator;
 use super::settings::{CompareMode, Layout, STORAGE_KEY, Settings};
 use super::slice_view::{SliceTextures, ViewContent};
 use super::training::TrainingPanel;
@@ -54,6 +55,10 @@ pub struct Startup {
     pub train_start: bool,
     /// Run folder for that training run.
     pub train_out: Option<PathBuf>,
+    /// Folder of recovery files (default: beside the cache folder).
+    pub recovery_dir: Option<PathBuf>,
+    /// Start editing once everything named here is loaded.
+    pub edit: Option<crate::annotate::EditSource>,
 }
 
 /// Which tab the window shows.
@@ -110,6 +115,7 @@ pub(super) enum DialogPurpose {
     ExportPlots,
     ExportCsv,
     ExportFigure,
+    SaveEdits { per_structure: bool },
 }
 
 /// What a file dialog answered (`None`: cancelled).
@@ -185,11 +191,13 @@ pub struct ViewerApp {
     pub(super) gpu_target: Option<bool>,
     frame_times: FrameTimes,
     dialogs: (Sender<DialogAnswer>, Receiver<DialogAnswer>),
-    ctx: egui::Context,
+    pub(super) ctx: egui::Context,
     /// The tab on show.
     pub mode: Mode,
     /// The Training tab.
     pub training: TrainingPanel,
+    /// The annotator (editable layer, tools, undo, recovery, fine-tune).
+    pub annotator: Annotator,
 }
 
 impl ViewerApp {
@@ -248,6 +256,7 @@ impl ViewerApp {
             ctx: ctx.clone(),
             mode: Mode::Viewer,
             training: TrainingPanel::default(),
+            annotator: Annotator::new(startup.recovery_dir.clone()),
         };
         if let Some(model) = startup.model {
             app.settings.model = Some(model);
@@ -265,6 +274,7 @@ impl ViewerApp {
             app.settings.window = window;
         }
         app.select_when_loaded = startup.select;
+        app.annotator.edit_when_loaded = startup.edit;
         if let Some(ct) = startup.ct {
             app.open_ct(ct);
         } else if startup.sample {
@@ -372,7 +382,7 @@ impl ViewerApp {
 
     // ----- public API (menus, tests, command line) -----
 
-    fn submit(&mut self, job: Job) {
+    pub(super) fn submit(&mut self, job: Job) {
         self.pending_jobs += 1;
         self.worker.submit(job);
     }
@@ -621,6 +631,7 @@ impl ViewerApp {
                 }
             }
             Event::CtOpened { ct, gt } => {
+                self.leave_editing_for_new_ct();
                 if let Some(p) = &ct.path {
                     self.settings.remember(p.clone());
                 }
@@ -644,6 +655,7 @@ impl ViewerApp {
                         self.submit(Job::OpenSegmentation { path, layer, ct });
                     }
                 }
+                self.ct_opened_for_recovery();
             }
             Event::LayerReady {
                 layer,
@@ -653,10 +665,30 @@ impl ViewerApp {
                 if summary.is_some() {
                     self.predict_summary = summary;
                 }
-                self.set_layer(layer, data);
+                if layer == LayerKind::GroundTruth && self.annotator.is_editing() {
+                    // The edited layer keeps the GT slot; the file's labels come back
+                    // when editing stops.
+                    self.message(
+                        Level::Info,
+                        "Ground truth loaded; it is shown when editing stops".into(),
+                    );
+                    self.annotator_replace_gt(data);
+                } else {
+                    self.set_layer(layer, data);
+                    if layer == LayerKind::Prediction {
+                        self.fine_tune_predicted();
+                    }
+                }
             }
-            Event::Compared(c) => self.comparison = Some(c),
-            Event::Saved(path) => self.message(Level::Info, format!("Saved {}", path.display())),
+            Event::Compared(c) => {
+                self.comparison = Some(c);
+                self.fine_tune_compared();
+            }
+            Event::Saved(path) => {
+                self.message(Level::Info, format!("Saved {}", path.display()));
+                self.saved(&path);
+            }
+            Event::CaseAdded { root, dir } => self.case_added(root, &dir),
             Event::Failed { what, message } => {
                 self.message(Level::Error, format!("{what} failed: {message}"));
                 // Layers queued behind a CT that failed to open have nothing to match.
@@ -672,7 +704,7 @@ impl ViewerApp {
         }
     }
 
-    fn set_layer(&mut self, kind: LayerKind, data: Arc<LabelLayer>) {
+    pub(super) fn set_layer(&mut self, kind: LayerKind, data: Arc<LabelLayer>) {
         for w in data.warnings.clone() {
             self.message(Level::Warning, w);
         }
@@ -731,6 +763,15 @@ impl ViewerApp {
                 DialogPurpose::SavePrediction {
                     per_structure: true,
                 } => d.pick_folder(),
+                DialogPurpose::SaveEdits {
+                    per_structure: false,
+                } => d
+                    .add_filter("NIfTI", &nifti)
+                    .set_file_name("segmentation.nii.gz")
+                    .save_file(),
+                DialogPurpose::SaveEdits {
+                    per_structure: true,
+                } => d.pick_folder(),
                 DialogPurpose::ExportFigure => d
                     .add_filter("PNG", &["png"])
                     .set_file_name("figure.png")
@@ -774,6 +815,7 @@ impl ViewerApp {
                 self.save_prediction(path, per_structure)
             }
             DialogPurpose::ExportFigure => self.export_figure(&path),
+            DialogPurpose::SaveEdits { per_structure } => self.save_edits(path, per_structure),
             DialogPurpose::ChooseDataset => self.training.set_dataset(&path, &self.ctx.clone()),
             DialogPurpose::ChooseRunDir => {
                 self.training.run_dir_text = path.display().to_string();
@@ -823,6 +865,7 @@ impl ViewerApp {
         if ctx.egui_wants_keyboard_input() {
             return;
         }
+        self.annotation_keys(ctx);
         let axis = self.active_axis;
         let (up, down, pgup, pgdn, next, hide) = ctx.input(|i| {
             (
@@ -912,6 +955,61 @@ impl ViewerApp {
                     self.folder_dialog(DialogPurpose::OpenRun);
                 }
             });
+            ui.menu_button("Edit", |ui| {
+                let editing = self.annotator.is_editing();
+                let (undo, redo) = self.annotator.session.as_ref().map_or((None, None), |s| {
+                    (
+                        s.history().undo_description().map(str::to_string),
+                        s.history().redo_description().map(str::to_string),
+                    )
+                });
+                let undo_label = undo.map_or("Undo".to_string(), |d| format!("Undo {d}"));
+                if ui
+                    .add_enabled(
+                        editing && undo_label != "Undo",
+                        egui::Button::new(undo_label).shortcut_text("Ctrl+Z"),
+                    )
+                    .clicked()
+                {
+                    self.undo();
+                }
+                let redo_label = redo.map_or("Redo".to_string(), |d| format!("Redo {d}"));
+                if ui
+                    .add_enabled(
+                        editing && redo_label != "Redo",
+                        egui::Button::new(redo_label).shortcut_text("Ctrl+Shift+Z"),
+                    )
+                    .clicked()
+                {
+                    self.redo();
+                }
+                ui.separator();
+                if ui
+                    .add_enabled(
+                        editing,
+                        egui::Button::new("Save segmentation").shortcut_text("Ctrl+S"),
+                    )
+                    .clicked()
+                {
+                    self.save_edits_again();
+                }
+                if ui
+                    .add_enabled(editing, egui::Button::new("Save segmentation as…"))
+                    .clicked()
+                {
+                    self.dialog(DialogPurpose::SaveEdits {
+                        per_structure: false,
+                    });
+                }
+                if ui
+                    .add_enabled(editing, egui::Button::new("Save segmentation as folder…"))
+                    .clicked()
+                {
+                    self.dialog(DialogPurpose::SaveEdits {
+                        per_structure: true,
+                    });
+                }
+            });
             ui.menu_button("View", |ui| {
                 for layout in Layout::ALL {
                     ui.radio_value(&mut self.settings.layout, layout, layout.name());
@@ -950,7 +1048,9 @@ impl ViewerApp {
                     "Wheel / Up, Down: slice · PgUp/PgDn: 10 slices · Ctrl+wheel: zoom\n\
                      Left click/drag: crosshair · Right drag: window/level\n\
                      Middle or Shift+left drag: pan · Double-click: reset zoom\n\
-                     Hold H: hide overlays · N: next GT/Pred disagreement",
+                     Hold H: hide overlays · N: next GT/Pred disagreement\n\
+                     Editing: [ ] brush size · Ctrl+drag: erase · Ctrl+Z undo ·\n\
+                     Ctrl+Shift+Z redo · Ctrl+S save · Enter/Esc: close/cancel polygon",
                 );
             });
         });
@@ -1049,7 +1149,12 @@ impl ViewerApp {
                     "voxel ({}, {}, {})  ({:.1}, {:.1}, {:.1}) mm  HU {hu}",
                     v[0], v[1], v[2], w[0], w[1], w[2]
                 );
-                for (name, layer) in [("GT", &self.gt), ("Pred", &self.pred)] {
+                let gt_name = if self.annotator.is_editing() {
+                    "Edit"
+                } else {
+                    "GT"
+                };
+                for (name, layer) in [(gt_name, &self.gt), ("Pred", &self.pred)] {
                     if let Some(l) = layer {
                         let label = l.display.get(v).unwrap_or(0);
                         let s = if label == 0 {
@@ -1256,6 +1361,7 @@ impl eframe::App for ViewerApp {
         for (level, text) in self.training.take_notices() {
             self.message(level, text);
         }
+        self.poll_annotator(&ctx);
         self.handle_dropped_files(&ctx);
         if self.mode == Mode::Viewer {
             self.handle_keys(&ctx);
@@ -1282,8 +1388,14 @@ impl eframe::App for ViewerApp {
                 .default_size(330.0)
                 .show(ui, |ui| super::structures_panel::show(self, ui));
             egui::Panel::right("model")
-                .default_size(240.0)
-                .show(ui, |ui| self.model_panel(ui));
+                .default_size(280.0)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| {
+                        super::annotate::panel(self, ui);
+                        ui.separator();
+                        self.model_panel(ui);
+                    });
+                });
         }
         if self.mode == Mode::Viewer {
             egui::CentralPanel::default().show(ui, |ui| {
@@ -1294,6 +1406,7 @@ impl eframe::App for ViewerApp {
                 }
             });
         }
+        super::annotate::modals(self, &ctx);
         if self.busy.is_some() {
             // Keep the spinner turning while the worker runs.
             ctx.request_repaint_after(Duration::from_millis(100));

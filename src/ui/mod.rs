@@ -2,6 +2,7 @@
 //! All slow work runs in the [`crate::worker`] thread; the UI thread only composites
 //! the visible slices (on a cache miss) and draws.
 
+pub mod annotate;
 pub mod app;
 pub mod figure;
 pub mod settings;

@@ -32,7 +32,8 @@ struct TextureKey {
     /// Window and label table: part of the pixels only on the CPU path (the GPU path
     /// applies them in the shader every frame).
     display: Option<(Window, LabelTable)>,
-    layers: Vec<(usize, LayerParams)>,
+    /// Per layer: identity, edit revision and style.
+    layers: Vec<(usize, u64, LayerParams)>,
     difference: Option<f32>,
     ct: usize,
 }
@@ -98,10 +99,10 @@ fn prepare(
     .then_some(pred_style.opacity.max(0.5));
     let mut layers = Vec::new();
     if let Some(g) = &gt {
-        layers.push((ptr(&**g), gt_style));
+        layers.push((ptr(&**g), g.revision, gt_style));
     }
     if let Some(p) = &pred {
-        layers.push((ptr(&**p), pred_style));
+        layers.push((ptr(&**p), p.revision, pred_style));
     }
     let gpu = app.gpu_target;
     let key = TextureKey {
@@ -259,7 +260,12 @@ pub(super) fn show(
         let _ = mods;
     }
     let shift = ui.input(|i| i.modifiers.shift);
-    if response.double_clicked() {
+    let tool_used = !shift
+        && !response.dragged_by(egui::PointerButton::Middle)
+        && super::annotate::view_input(app, ui, &response, &grid, img);
+    if tool_used {
+        // The editing tool took the left button.
+    } else if response.double_clicked() {
         app.zoom.remove(&axis);
     } else if response.dragged_by(egui::PointerButton::Middle)
         || (shift && response.dragged_by(egui::PointerButton::Primary))
@@ -322,6 +328,7 @@ pub(super) fn show(
         }
         None => {}
     }
+    super::annotate::draw_overlay(app, &painter, &grid, img, pointer);
     let (w, h) = grid.size();
     let (col, row, index) = grid.pixel_of(app.cursor);
     let x = img.min.x + (col as f32 + 0.5) / w as f32 * img.width();
@@ -374,6 +381,7 @@ pub(super) fn show(
     let coord = ["x", "y", "z"][axis.normal_axis()];
     let title = match content {
         ViewContent::Overlay => String::new(),
+        ViewContent::Only(LayerKind::GroundTruth) if app.annotator.is_editing() => "Edit  ".into(),
         ViewContent::Only(k) => format!("{}  ", k.name()),
     };
     painter.text(

@@ -340,6 +340,46 @@ impl TrainingPanel {
         Ok(config)
     }
 
+    /// The form's configuration for training on `root` instead of the form's dataset.
+    pub fn effective_config_for(&self, root: &Path) -> Result<TrainConfig, String> {
+        let mut config = self.effective_config_or_default()?;
+        config.data.root = root.to_path_buf();
+        config.data.structures.clear();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn effective_config_or_default(&self) -> Result<TrainConfig, String> {
+        let mut config = self.config.clone();
+        config.optim.lr = self
+            .lr_text
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("learning rate {:?} is not a number", self.lr_text))?;
+        Ok(config)
+    }
+
+    /// Start a run with an explicit configuration (fine-tuning from the viewer); the
+    /// form shows its dataset and run folder.
+    pub fn start_with(
+        &mut self,
+        config: TrainConfig,
+        run_dir: PathBuf,
+        ctx: &egui::Context,
+    ) -> Result<(), String> {
+        if self.is_training() {
+            return Err("a run is already training; stop it first".into());
+        }
+        config.validate()?;
+        if run_dir.join(crate::train::trainer::CONFIG_TOML).exists() {
+            return Err(format!("{} already holds a run", run_dir.display()));
+        }
+        self.data_text = config.data.root.display().to_string();
+        self.run_dir_text = run_dir.display().to_string();
+        self.launch(config, run_dir, false, ctx);
+        Ok(())
+    }
+
     /// Whether a session is running (or pausing/stopping).
     pub fn is_training(&self) -> bool {
         self.session.as_ref().is_some_and(|s| s.status.is_active())
