@@ -170,6 +170,8 @@ pub struct Annotator {
     pub fine_tune: Option<FineTune>,
     /// Start editing from this source once the startup files are loaded.
     pub edit_when_loaded: Option<EditSource>,
+    /// Folder that fine-tune runs are written into.
+    pub fine_tune_runs: PathBuf,
 }
 
 impl Annotator {
@@ -207,6 +209,7 @@ impl Annotator {
             fine_tune_epochs: 5,
             fine_tune: None,
             edit_when_loaded: None,
+            fine_tune_runs: PathBuf::from("runs"),
         }
     }
 
@@ -787,8 +790,14 @@ impl ViewerApp {
         let mut config = self.training.effective_config_for(&root)?;
         config.run.init_from = Some(model);
         config.run.epochs = self.annotator.fine_tune_epochs.max(1);
-        let run_dir = super::training::default_run_dir();
-        let run_dir = PathBuf::from(format!("{}-finetune", run_dir.display()));
+        let stamp = super::training::default_run_dir();
+        let name = stamp
+            .file_name()
+            .map_or("run".into(), |n| n.to_string_lossy().into_owned());
+        let run_dir = self
+            .annotator
+            .fine_tune_runs
+            .join(format!("{name}-finetune"));
         self.training
             .start_with(config, run_dir.clone(), &self.ctx.clone())?;
         self.annotator.fine_tune = Some(FineTune {
@@ -996,7 +1005,7 @@ pub(super) fn view_input(
     let (primary_down, ctrl, pos) = ui.input(|i| {
         (
             i.pointer.primary_down(),
-            i.modifiers.ctrl || i.modifiers.mac_cmd,
+            i.modifiers.command || i.modifiers.ctrl,
             i.pointer.interact_pos(),
         )
     });
