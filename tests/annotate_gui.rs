@@ -23,9 +23,11 @@ use egui_kittest::kittest::Queryable;
 const WAIT: Duration = Duration::from_secs(300);
 
 fn bare_harness(startup: Startup, layout: Layout) -> Harness<'static, ViewerApp> {
-    let mut settings = Settings::default();
-    settings.layout = layout;
-    settings.main_axis = Axis::Axial;
+    let settings = Settings {
+        layout,
+        main_axis: Axis::Axial,
+        ..Settings::default()
+    };
     Harness::builder()
         .with_size(egui::vec2(1400.0, 860.0))
         .wgpu()

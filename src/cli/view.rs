@@ -66,6 +66,9 @@ pub struct ViewArgs {
     /// Folder of recovery files for unsaved edits (default: beside the cache).
     #[arg(long, value_name = "DIR")]
     pub recovery_dir: Option<PathBuf>,
+    /// Seconds between autosaves of unsaved edits to the recovery file.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub autosave_seconds: f64,
 }
 
 fn parse_layout(s: &str) -> Result<Layout, String> {
@@ -137,6 +140,9 @@ pub fn run_view(args: &ViewArgs) -> anyhow::Result<()> {
         train_out: args.train_out.clone(),
         recovery_dir: args.recovery_dir.clone(),
         edit: args.edit,
+        autosave_every: Some(std::time::Duration::from_secs_f64(
+            args.autosave_seconds.clamp(1.0, 86_400.0),
+        )),
     })
 }
 

@@ -70,12 +70,12 @@ impl Tool {
 
     fn hint(self) -> &'static str {
         match self {
-            Tool::Navigate => "Left click moves the crosshair",
-            Tool::Brush => "Paint the selected structure; hold Ctrl to erase; [ and ] resize",
-            Tool::Eraser => "Erase; [ and ] resize",
-            Tool::Fill => "Fill the clicked region of this slice (Ctrl: erase it)",
-            Tool::Polygon => "Click corners; double-click or Enter fills, Esc cancels",
-            Tool::Lasso => "Drag around a region; it is filled on release",
+            Tool::Navigate => "Left click moves the crosshair (V)",
+            Tool::Brush => "Paint the selected structure; hold Ctrl to erase; [ and ] resize (B)",
+            Tool::Eraser => "Erase; [ and ] resize (E)",
+            Tool::Fill => "Fill the clicked region of this slice; Ctrl erases it (F)",
+            Tool::Polygon => "Click corners; double-click or Enter fills, Esc cancels (P)",
+            Tool::Lasso => "Drag around a region; it is filled on release (L)",
         }
     }
 }
@@ -938,6 +938,25 @@ impl ViewerApp {
                 i.key_pressed(egui::Key::Escape),
             )
         });
+        let tool = ctx.input(|i| {
+            if i.modifiers.any() {
+                return None;
+            }
+            [
+                (egui::Key::B, Tool::Brush),
+                (egui::Key::E, Tool::Eraser),
+                (egui::Key::F, Tool::Fill),
+                (egui::Key::P, Tool::Polygon),
+                (egui::Key::L, Tool::Lasso),
+                (egui::Key::V, Tool::Navigate),
+            ]
+            .into_iter()
+            .find(|(k, _)| i.key_pressed(*k))
+            .map(|(_, t)| t)
+        });
+        if let Some(t) = tool {
+            self.annotator.tool = t;
+        }
         let r = &mut self.annotator.radius;
         if smaller {
             *r = (*r - if *r > 10.0 { 2.0 } else { 1.0 }).max(0.0);

@@ -59,6 +59,8 @@ pub struct Startup {
     pub recovery_dir: Option<PathBuf>,
     /// Start editing once everything named here is loaded.
     pub edit: Option<crate::annotate::EditSource>,
+    /// Autosave interval for unsaved edits (default 60 s).
+    pub autosave_every: Option<Duration>,
 }
 
 /// Which tab the window shows.
@@ -275,6 +277,9 @@ impl ViewerApp {
         }
         app.select_when_loaded = startup.select;
         app.annotator.edit_when_loaded = startup.edit;
+        if let Some(every) = startup.autosave_every {
+            app.annotator.autosave_every = every;
+        }
         if let Some(ct) = startup.ct {
             app.open_ct(ct);
         } else if startup.sample {
@@ -1049,7 +1054,8 @@ impl ViewerApp {
                      Left click/drag: crosshair · Right drag: window/level\n\
                      Middle or Shift+left drag: pan · Double-click: reset zoom\n\
                      Hold H: hide overlays · N: next GT/Pred disagreement\n\
-                     Editing: [ ] brush size · Ctrl+drag: erase · Ctrl+Z undo ·\n\
+                     Editing: B brush · E eraser · F fill · P polygon · L lasso · V navigate\n\
+                     [ ] brush size · Ctrl+drag: erase · Ctrl+Z undo ·\n\
                      Ctrl+Shift+Z redo · Ctrl+S save · Enter/Esc: close/cancel polygon",
                 );
             });
