@@ -5,6 +5,7 @@
 #
 #   scripts/screenshots.sh            # builds (debug) and writes screenshots/*.png
 #   CTSEG_BIN=path/to/ctseg scripts/screenshots.sh
+#   ONLY="annotate_brush annotate_restore" scripts/screenshots.sh   # some shots only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,9 +33,15 @@ trap '[[ -n $XVFB ]] && kill $XVFB 2>/dev/null || true' EXIT
 export HOME=$(mktemp -d)
 export XDG_DATA_HOME=$HOME/.local/share XDG_CONFIG_HOME=$HOME/.config
 
-# shot NAME WAIT_SECONDS [xdotool key...] -- ctseg view arguments
+want() { [[ -z ${ONLY:-} || " $ONLY " == *" $1 "* ]]; }
+
+# shot NAME WAIT_SECONDS [xdotool key | mouse:X,Y | click:X,Y | drag:X,Y;X,Y;... ]
+#      -- ctseg view arguments
 shot() {
     local name=$1 wait=$2; shift 2
+    if ! want "$name"; then
+        return 0
+    fi
     local keys=()
     while [[ $1 != -- ]]; do keys+=("$1"); shift; done
     shift
@@ -52,6 +59,7 @@ shot() {
     done
     [[ -n $win ]] || { echo "window did not appear for $name" >&2; cat "$OUT/.$name.log" >&2; kill $pid; exit 1; }
     xdotool windowsize "$win" 1600 1000 windowmove "$win" 0 0 || true
+    xdotool windowfocus "$win" 2>/dev/null || true
     sleep "$wait"
     if ((${#keys[@]})); then
         # Keys go to the view under the mouse.
@@ -61,8 +69,24 @@ shot() {
                 # mouse:X,Y parks the pointer (no hover tooltips in the shot).
                 local xy=${k#mouse:}
                 xdotool mousemove "${xy%,*}" "${xy#*,}"
+            elif [[ $k == sleep:* ]]; then
+                sleep "${k#sleep:}"
+            elif [[ $k == click:* ]]; then
+                local xy=${k#click:}
+                xdotool mousemove "${xy%,*}" "${xy#*,}" click 1
+            elif [[ $k == drag:* ]]; then
+                # drag:X,Y;X,Y;… presses at the first point and releases at the last.
+                local pts=${k#drag:} first=1
+                IFS=';' read -ra P <<<"$pts"
+                for xy in "${P[@]}"; do
+                    xdotool mousemove "${xy%,*}" "${xy#*,}"
+                    if ((first)); then xdotool mousedown 1; first=0; fi
+                    sleep 0.1
+                done
+                xdotool mouseup 1
             else
-                xdotool key --window "$win" "$k"
+                # XTEST events (not XSendEvent, which winit ignores for text keys).
+                xdotool key "$k"
             fi
             sleep 0.3
         done
@@ -89,6 +113,23 @@ shot side_by_side 6 -- "$CT" --gt "$GT" --pred "$PRED" --layout side-by-side --a
 shot difference 6 -- "$CT" --gt "$GT" --pred "$PRED" --difference --select liver
 shot dicom 8 -- "$DATA/totalseg/dicom_ct" --window Bone
 shot sample 6 -- --sample --layout three
+
+# Annotator on s0001: the prediction copied into an editable layer, a liver stroke
+# painted with the brush (its outline at the mouse), then the polygon tool mid-way,
+# and the restore offer for the recovery file the first session autosaved.
+REC=$(mktemp -d)
+shot annotate_brush 8 "drag:560,420;590,440;620,470;640,520" mouse:700,470 sleep:4 -- "$CT" --gt "$GT" \
+    --pred "$PRED" --edit pred --select liver --window Abdomen --recovery-dir "$REC" \
+    --autosave-seconds 1
+shot annotate_polygon 8 mouse:640,500 p click:576,461 click:691,438 click:737,541 click:645,622 mouse:600,690 \
+    -- "$CT" --gt "$GT" --pred "$PRED" --edit gt --layout three --select liver \
+    --window Abdomen --recovery-dir "$(mktemp -d)"
+shot annotate_restore 3 mouse:1599,999 -- --recovery-dir "$REC"
+rm -rf "$REC"
+
+if ! want training_dashboard && ! want training_compare && ! want training_launch; then
+    exit 0
+fi
 
 # Training dashboard: two real runs on s0001 written by separate `ctseg train`
 # processes (BCE at lr 1e-3, BCE+Dice at lr 3e-3), followed live while they run.

@@ -1051,6 +1051,13 @@ pub(super) fn view_input(
             {
                 app.begin_stroke(grid, index, p, erase);
                 true
+            } else if response.clicked()
+                && let Some(p) = p.filter(|&p| inside(grid, p))
+            {
+                // Press and release within one frame: a single stamp.
+                app.begin_stroke(grid, index, p, erase);
+                app.end_stroke();
+                true
             } else {
                 response.clicked()
             }
@@ -1175,7 +1182,12 @@ pub(super) fn draw_overlay(
                 for p in &points {
                     painter.circle_filled(*p, 2.5, color);
                 }
-                painter.add(egui::Shape::line(points, stroke));
+                // Dark under white: visible over any overlay colour.
+                painter.add(egui::Shape::line(
+                    points.clone(),
+                    Stroke::new(3.0, Color32::BLACK),
+                ));
+                painter.add(egui::Shape::line(points, Stroke::new(1.5, Color32::WHITE)));
             }
         }
         Tool::Fill | Tool::Navigate => {}
@@ -1389,10 +1401,16 @@ pub(super) fn modals(app: &mut ViewerApp, ctx: &egui::Context) {
             ui.label("A previous session ended with edits that were not saved:");
             for (i, r) in app.annotator.offered.iter().enumerate() {
                 ui.horizontal(|ui| {
-                    ui.label(format!(
-                        "{} (from {}, {} steps)",
-                        r.info.ct_name, r.info.source, r.info.steps
-                    ));
+                    let ct = r
+                        .info
+                        .ct
+                        .as_ref()
+                        .map_or_else(|| r.info.ct_name.clone(), |p| p.display().to_string());
+                    let steps = match r.info.steps {
+                        1 => "1 step".to_string(),
+                        n => format!("{n} steps"),
+                    };
+                    ui.label(format!("{ct} (edited from {}, {steps})", r.info.source));
                     if ui.button("Restore").clicked() {
                         action = Some((i, true));
                     }
