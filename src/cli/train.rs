@@ -62,6 +62,10 @@ pub struct TrainArgs {
     /// Turn augmentation off.
     #[arg(long)]
     pub no_augment: bool,
+    /// Fine-tune: start from these weights (weights file, checkpoint folder or run
+    /// folder); the model settings are taken from them.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub init_from: Option<PathBuf>,
     /// No progress bar; one line per epoch.
     #[arg(long)]
     pub quiet: bool,
@@ -89,6 +93,7 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
             || args.lr.is_some()
             || args.loss.is_some()
             || args.seed.is_some()
+            || args.init_from.is_some()
         {
             bail!(
                 "a resumed run keeps its config.toml; only --epochs, --backend, --data, --cache-dir and --max-steps-per-epoch may change"
@@ -126,6 +131,10 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
         config.data.root = abs;
     }
     let out = args.out.clone().context("--out RUN_DIR is required")?;
+    if let Some(init) = &args.init_from {
+        // Absolute, like the data root: the run stays resumable from anywhere.
+        config.run.init_from = Some(std::fs::canonicalize(init).unwrap_or_else(|_| init.clone()));
+    }
     if let Some(b) = args.backend {
         config.run.backend = b;
     }
