@@ -14,7 +14,7 @@ use ctseg::io::segmentation::load_segmentation;
 use ctseg::labels::LabelVolume;
 use ctseg::render::Axis;
 use ctseg::structures::catalog;
-use ctseg::ui::annotate::{FineTuneStage, Tool};
+use ctseg::ui::annotate::{FineTuneStage, Question, Tool};
 use ctseg::ui::{Layout, Settings, Startup, ViewerApp};
 use eframe::egui::{self, Modifiers, PointerButton, Pos2};
 use egui_kittest::Harness;
@@ -603,4 +603,64 @@ fn correct_add_to_training_set_fine_tune_and_compare() {
     let saved = ctseg::train::load_run_config(&ft.run_dir).expect("run config");
     assert_eq!(saved.run.init_from.as_deref(), Some(model.as_path()));
     h.get_by_label("Dice against the corrected layer:");
+}
+
+/// The window's close button, as the platform reports it.
+fn request_close(h: &mut Harness<'static, ViewerApp>) {
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.run_steps(2);
+}
+
+#[test]
+fn closing_with_unsaved_edits_asks_first() {
+    let rec = tempfile::tempdir().expect("tempdir");
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut h = editing(rec.path(), Layout::Single);
+    // Clean: closing asks nothing.
+    request_close(&mut h);
+    assert_eq!(h.state().annotator.question, None);
+
+    drag(
+        &mut h,
+        &[CENTRE, CENTRE + egui::vec2(30.0, 0.0)],
+        Modifiers::NONE,
+    );
+    request_close(&mut h);
+    assert_eq!(h.state().annotator.question, Some(Question::Quit));
+    h.get_by_label("Quit and lose the unsaved edits?");
+    h.get_by_label("Cancel").click();
+    h.run_steps(2);
+    assert_eq!(h.state().annotator.question, None);
+    assert!(h.state().annotator.is_dirty(), "cancel keeps the edits");
+
+    // Stop editing asks too; after a save, neither asks.
+    h.get_by_label("Stop editing").click();
+    h.run_steps(2);
+    assert_eq!(h.state().annotator.question, Some(Question::StopEditing));
+    h.get_by_label("Cancel").click();
+    h.run_steps(2);
+    assert!(h.state().annotator.is_editing());
+    h.state_mut().save_edits(out.path().join("s.nii.gz"), false);
+    assert!(h.state_mut().wait_idle(WAIT));
+    h.run_steps(2);
+    request_close(&mut h);
+    assert_eq!(h.state().annotator.question, None);
+
+    // Unsaved again, then "Discard edits" at quit drops the recovery file.
+    drag(&mut h, &[CENTRE + egui::vec2(0.0, 40.0)], Modifiers::NONE);
+    h.state_mut().autosave_now();
+    assert!(h.state_mut().wait_autosave(WAIT));
+    assert_eq!(
+        ctseg::annotate::recovery::list_recoveries(rec.path()).len(),
+        1
+    );
+    request_close(&mut h);
+    h.get_by_label("Discard edits").click();
+    h.run_steps(2);
+    assert!(ctseg::annotate::recovery::list_recoveries(rec.path()).is_empty());
 }
