@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::data::source::MetaColumns;
 use crate::io::atomic_write;
 use crate::io::nifti::{self, WriteOptions};
 use crate::io::segmentation::save_per_structure;
@@ -68,12 +69,13 @@ pub fn set_split(path: &Path, id: &str, split: &str) -> Result<()> {
     if lines.is_empty() {
         lines.push(header.clone());
     }
-    let sep = if header.contains(';') { ';' } else { ',' };
-    let columns: Vec<&str> = header.split(sep).map(str::trim).collect();
-    let (Some(id_col), Some(split_col)) = (
-        columns.iter().position(|&c| c == "image_id"),
-        columns.iter().position(|&c| c == "split"),
-    ) else {
+    let Some(MetaColumns {
+        sep,
+        count,
+        id: id_col,
+        split: split_col,
+    }) = MetaColumns::of(&header)
+    else {
         return Err(Error::format(
             path,
             "meta.csv has no image_id and split columns; cannot list the new case",
@@ -83,14 +85,14 @@ pub fn set_split(path: &Path, id: &str, split: &str) -> Result<()> {
     for line in lines.iter_mut().skip(1) {
         let mut fields: Vec<String> = line.split(sep).map(|f| f.trim().to_string()).collect();
         if fields.get(id_col).map(String::as_str) == Some(id) {
-            fields.resize(columns.len().max(fields.len()), String::new());
+            fields.resize(count.max(fields.len()), String::new());
             fields[split_col] = split.to_string();
             *line = fields.join(&sep.to_string());
             found = true;
         }
     }
     if !found {
-        let mut fields = vec![String::new(); columns.len()];
+        let mut fields = vec![String::new(); count];
         fields[id_col] = id.to_string();
         fields[split_col] = split.to_string();
         lines.push(fields.join(&sep.to_string()));

@@ -299,6 +299,34 @@ fn check_segmentation_names(subject: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The layout of a TotalSegmentator `meta.csv` header: its separator (`;`, or `,`)
+/// and where the `image_id` and `split` columns are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaColumns {
+    /// Field separator.
+    pub sep: char,
+    /// Number of columns.
+    pub count: usize,
+    /// Index of `image_id`.
+    pub id: usize,
+    /// Index of `split`.
+    pub split: usize,
+}
+
+impl MetaColumns {
+    /// Read a header line; `None` without both columns.
+    pub fn of(header: &str) -> Option<Self> {
+        let sep = if header.contains(';') { ';' } else { ',' };
+        let columns: Vec<&str> = header.split(sep).map(str::trim).collect();
+        Some(MetaColumns {
+            sep,
+            count: columns.len(),
+            id: columns.iter().position(|&c| c == "image_id")?,
+            split: columns.iter().position(|&c| c == "split")?,
+        })
+    }
+}
+
 /// `meta.csv` (semicolon separated) with `image_id` and `split` columns, if present.
 fn read_meta_splits(root: &Path) -> Result<Option<BTreeMap<String, Split>>> {
     let path = root.join("meta.csv");
@@ -309,12 +337,13 @@ fn read_meta_splits(root: &Path) -> Result<Option<BTreeMap<String, Split>>> {
     let Some(header) = lines.next() else {
         return Ok(None);
     };
-    let sep = if header.contains(';') { ';' } else { ',' };
-    let columns: Vec<&str> = header.split(sep).map(|c| c.trim()).collect();
-    let (Some(id_col), Some(split_col)) = (
-        columns.iter().position(|&c| c == "image_id"),
-        columns.iter().position(|&c| c == "split"),
-    ) else {
+    let Some(MetaColumns {
+        sep,
+        id: id_col,
+        split: split_col,
+        ..
+    }) = MetaColumns::of(header)
+    else {
         return Ok(None);
     };
     let mut out = BTreeMap::new();
