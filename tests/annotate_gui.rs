@@ -664,3 +664,28 @@ fn closing_with_unsaved_edits_asks_first() {
     h.run_steps(2);
     assert!(ctseg::annotate::recovery::list_recoveries(rec.path()).is_empty());
 }
+
+#[test]
+fn a_stroke_stays_in_its_view_when_two_views_share_an_axis() {
+    // GT | Pred side by side: both views are axial; the edited layer is on the left.
+    let rec = tempfile::tempdir().expect("tempdir");
+    let mut h = editing(rec.path(), Layout::SideBySide);
+    let before = edited(&h);
+    let left = Pos2::new(540.0, 450.0);
+    drag(
+        &mut h,
+        &[
+            left,
+            left + egui::vec2(20.0, 0.0),
+            left + egui::vec2(40.0, 0.0),
+        ],
+        Modifiers::NONE,
+    );
+    let diff = changed(&before, &edited(&h));
+    assert!(diff.len() > 20, "{} voxels", diff.len());
+    let cols: Vec<usize> = diff.iter().map(|v| v[0]).collect();
+    let spread = cols.iter().max().unwrap_or(&0) - cols.iter().min().unwrap_or(&0);
+    // 40 points ≈ 13 voxels of stroke plus the brush diameter; a stroke continued in
+    // the other view's coordinates would cross the whole image.
+    assert!(spread < 40, "the stroke spans {spread} columns");
+}

@@ -158,6 +158,7 @@ impl ViewerApp {
             axis: grid.axis,
             index,
             last: at,
+            view: None,
         });
     }
 

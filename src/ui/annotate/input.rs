@@ -144,7 +144,10 @@ pub(in crate::ui) fn view_input(
         Tool::Navigate => false,
         Tool::Brush | Tool::Eraser => {
             let erase = app.annotator.tool == Tool::Eraser || ctrl;
-            let active = app.annotator.stroke.is_some_and(|s| s.axis == grid.axis);
+            let active = app
+                .annotator
+                .stroke
+                .is_some_and(|s| s.axis == grid.axis && s.view.is_none_or(|v| v == response.id));
             if active {
                 if primary_down {
                     if let Some(p) = p {
@@ -159,6 +162,9 @@ pub(in crate::ui) fn view_input(
                 && let Some(p) = p.filter(|&p| inside(grid, p))
             {
                 app.begin_stroke(grid, index, p, erase);
+                if let Some(s) = &mut app.annotator.stroke {
+                    s.view = Some(response.id);
+                }
                 true
             } else if response.clicked()
                 && let Some(p) = p.filter(|&p| inside(grid, p))

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use eframe::egui;
 
 use crate::annotate::recovery::{Recovery, default_recovery_dir, list_recoveries};
 use crate::annotate::{EditSession, EditSource};
@@ -110,6 +111,8 @@ struct ActiveStroke {
     axis: Axis,
     index: usize,
     last: (f32, f32),
+    /// The view it was begun in (two views can share an axis, e.g. GT | Pred).
+    view: Option<egui::Id>,
 }
 
 /// What a modal question is about.
