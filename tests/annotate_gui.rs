@@ -6,8 +6,10 @@
 //! set, fine-tune on the CPU, re-predict, Dice before/after).
 #![cfg(feature = "gui")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ctseg::annotate::EditSource;
 use ctseg::io::segmentation::load_segmentation;
@@ -19,6 +21,8 @@ use ctseg::ui::{Layout, Settings, Startup, ViewerApp};
 use eframe::egui::{self, Modifiers, PointerButton, Pos2};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+
+use common::wait_for;
 
 const WAIT: Duration = Duration::from_secs(300);
 
@@ -58,23 +62,6 @@ fn editing(recovery: &Path, layout: Layout) -> Harness<'static, ViewerApp> {
     h.state_mut().selected = catalog().label_of("liver");
     h.run_steps(2);
     h
-}
-
-/// Draw frames (giving background threads time) until `done` holds.
-fn wait_for(
-    h: &mut Harness<'static, ViewerApp>,
-    what: &str,
-    mut done: impl FnMut(&ViewerApp) -> bool,
-) {
-    let start = Instant::now();
-    loop {
-        h.run_steps(1);
-        if done(h.state()) {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn edited(h: &Harness<'static, ViewerApp>) -> LabelVolume {

@@ -5,6 +5,8 @@
 //! grows.
 #![cfg(feature = "gui")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +18,8 @@ use eframe::egui;
 use eframe::egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+
+use common::wait_for;
 
 const WAIT: Duration = Duration::from_secs(300);
 
@@ -36,23 +40,6 @@ fn harness(startup: Startup) -> Harness<'static, ViewerApp> {
         .with_size(egui::vec2(1500.0, 950.0))
         .wgpu()
         .build_eframe(|cc| ViewerApp::with_settings(cc, Settings::default(), startup))
-}
-
-/// Draw frames (giving background threads time) until `done` holds.
-fn wait_for(
-    h: &mut Harness<'static, ViewerApp>,
-    what: &str,
-    mut done: impl FnMut(&ViewerApp) -> bool,
-) {
-    let start = Instant::now();
-    loop {
-        h.run_steps(1);
-        if done(h.state()) {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn status(app: &ViewerApp) -> Option<SessionStatus> {

@@ -264,6 +264,16 @@ mod tests {
     use crate::geometry::{Geometry, IDENTITY};
     use crate::labels::label_counts;
 
+    /// Paint `label`, leaving other structures alone.
+    fn brush(label: u8) -> PaintRule {
+        PaintRule {
+            value: label,
+            selected: label,
+            protect: true,
+            hu_range: None,
+        }
+    }
+
     fn setup() -> (LabelLayer, Volume<i16>) {
         let g = Geometry::new([30, 20, 10], IDENTITY);
         let ct = Volume::new(g.clone(), (0..6000).map(|v| (v % 30) as i16 * 10).collect()).unwrap();
@@ -274,12 +284,7 @@ mod tests {
     fn strokes_paint_protect_and_undo_in_any_view() {
         let (mut layer, ct) = setup();
         let mut s = EditSession::new(EditSource::Empty, History::default());
-        let rule = PaintRule {
-            value: 5,
-            selected: 5,
-            protect: true,
-            hu_range: None,
-        };
+        let rule = brush(5);
         for axis in Axis::ALL {
             let grid = SliceGrid::new(axis, layer.display.shape(), [1.0; 3]);
             let before = layer.display.clone();
@@ -307,12 +312,7 @@ mod tests {
         }
         // Another structure is protected from the brush but not without protection.
         let grid = SliceGrid::new(Axis::Axial, layer.display.shape(), [1.0; 3]);
-        let other = PaintRule {
-            value: 8,
-            selected: 8,
-            protect: true,
-            hu_range: None,
-        };
+        let other = brush(8);
         let pixels = disc(&grid, (5.0, 3.0), 2.0);
         let painted_5 = layer.stats.counts[5];
         s.apply(
@@ -341,10 +341,8 @@ mod tests {
         assert!(layer.stats.counts[5] < painted_5);
         // Threshold paint only touches voxels in the HU range (HU = 10·i here).
         let thr = PaintRule {
-            value: 9,
-            selected: 9,
-            protect: true,
             hu_range: Some((100, 150)),
+            ..brush(9)
         };
         let all: Vec<(usize, usize)> = (0..30).flat_map(|c| (0..20).map(move |r| (c, r))).collect();
         let n = s.apply(&mut layer, &ct, &grid, 0, &all, &thr, "Threshold".into());
@@ -356,12 +354,7 @@ mod tests {
     fn interpolation_is_one_undoable_step() {
         let (mut layer, ct) = setup();
         let mut s = EditSession::new(EditSource::Empty, History::default());
-        let rule = PaintRule {
-            value: 4,
-            selected: 4,
-            protect: true,
-            hu_range: None,
-        };
+        let rule = brush(4);
         let grid = SliceGrid::new(Axis::Axial, layer.display.shape(), [1.0; 3]);
         s.apply(
             &mut layer,
@@ -403,12 +396,7 @@ mod tests {
         let mut s = EditSession::new(EditSource::Empty, History::default());
         assert!(!s.is_dirty() && !s.needs_autosave());
         let grid = SliceGrid::new(Axis::Axial, layer.display.shape(), [1.0; 3]);
-        let rule = PaintRule {
-            value: 4,
-            selected: 4,
-            protect: true,
-            hu_range: None,
-        };
+        let rule = brush(4);
         s.apply(&mut layer, &ct, &grid, 1, &[(1, 1)], &rule, "a".into());
         assert!(s.is_dirty() && s.needs_autosave());
         s.mark_autosaved(s.serial());

@@ -130,3 +130,25 @@ impl Header {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// Draw frames of a kittest harness, giving background threads time, until `done`
+/// holds; fails after five minutes naming `what`.
+#[cfg(feature = "gui")]
+pub fn wait_for(
+    h: &mut egui_kittest::Harness<'static, ctseg::ui::ViewerApp>,
+    what: &str,
+    mut done: impl FnMut(&ctseg::ui::ViewerApp) -> bool,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        h.run_steps(1);
+        if done(h.state()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(300),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
