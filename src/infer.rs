@@ -12,11 +12,12 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{FloatDType, TensorData};
 
 use crate::backend::BackendKind;
 use crate::data::cache::{CANONICAL, model_input_slice};
@@ -48,6 +49,88 @@ pub enum InferError {
     /// Cancelled through the progress callback.
     #[error("prediction cancelled")]
     Cancelled,
+    /// The device cannot compute in the requested precision.
+    #[error(
+        "{device} cannot compute in {precision} (its driver does not offer that type); use --precision f32"
+    )]
+    UnsupportedPrecision {
+        /// The device, as `select` describes it.
+        device: String,
+        /// The requested precision.
+        precision: Precision,
+    },
+}
+
+/// Float type of the forward pass. Parameters and activations are stored and computed
+/// in it; the logits are cast back to f32 before the sigmoid, the resampling and the
+/// threshold.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats (the training precision).
+    #[default]
+    F32,
+    /// IEEE half precision: half the memory traffic, tensor cores on NVIDIA GPUs.
+    F16,
+    /// bfloat16: f32's range with 8 mantissa bits.
+    Bf16,
+}
+
+impl Precision {
+    /// The flag spelling: `f32`, `f16` or `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Burn's float type for this precision.
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F16 => FloatDType::F16,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+
+    /// Whether `device` can store and compute in this precision.
+    pub fn supported_on(self, device: &Device) -> bool {
+        device.supports_dtype(self.dtype())
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `model` with every float parameter and buffer (BatchNorm running statistics
+/// included) cast to `precision`. Its forward pass then expects input of that type.
+pub fn cast_floats(model: UNet, precision: Precision) -> UNet {
+    model.map(&mut CastFloats(precision.dtype()))
+}
+
+/// The [`ModuleMapper`] behind [`cast_floats`].
+struct CastFloats(FloatDType);
+
+impl ModuleMapper for CastFloats {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.0;
+        param.map(|t| t.cast(dtype))
+    }
 }
 
 /// Inference settings.
@@ -81,6 +164,7 @@ pub struct Predictor {
     device: Device,
     kind: BackendKind,
     weights: PathBuf,
+    precision: Precision,
 }
 
 impl Predictor {
@@ -100,6 +184,7 @@ impl Predictor {
             device,
             kind,
             weights,
+            precision: Precision::F32,
         })
     }
 
@@ -111,7 +196,34 @@ impl Predictor {
             device,
             kind,
             weights: PathBuf::new(),
+            precision: Precision::F32,
         }
+    }
+
+    /// Compute in `precision` from now on (the weights are cast once, here). Fails when
+    /// the device does not support the type; `device_name` is used in that message.
+    pub fn with_precision(
+        mut self,
+        precision: Precision,
+        device_name: &str,
+    ) -> Result<Self, InferError> {
+        if precision == self.precision {
+            return Ok(self);
+        }
+        if !precision.supported_on(&self.device) {
+            return Err(InferError::UnsupportedPrecision {
+                device: device_name.to_string(),
+                precision,
+            });
+        }
+        self.model = cast_floats(self.model, precision);
+        self.precision = precision;
+        Ok(self)
+    }
+
+    /// The float type of the forward pass.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The weights file this predictor was loaded from.
@@ -244,7 +356,11 @@ impl Predictor {
         }
         let x =
             Tensor::<4>::from_data(TensorData::new(input, [range.len(), 1, s, s]), &self.device);
-        Ok(sigmoid(self.model.forward(x)))
+        let logits = match self.precision {
+            Precision::F32 => self.model.forward(x),
+            p => self.model.forward(x.cast(p.dtype())).cast(FloatDType::F32),
+        };
+        Ok(sigmoid(logits))
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::backend::{self, BackendKind};
-use crate::infer::{PredictOptions, Predictor};
+use crate::infer::{Precision, PredictOptions, Predictor};
 use crate::io::load_ct;
 use crate::io::segmentation::{load_segmentation, save_multilabel, save_per_structure};
 use crate::phantom::{PhantomConfig, generate_subject};
@@ -72,6 +72,8 @@ pub enum Job {
         model: PathBuf,
         /// Backend to run on.
         backend: BackendKind,
+        /// Float type of the forward pass.
+        precision: Precision,
         /// Inference settings.
         options: PredictOptions,
         /// The CT.
@@ -350,17 +352,20 @@ impl WorkerState {
             Job::Predict {
                 model,
                 backend,
+                precision,
                 options,
                 ct,
             } => {
-                let reuse =
-                    matches!(&self.predictor, Some((p, b, _, _)) if *p == model && *b == backend);
+                let reuse = matches!(&self.predictor, Some((p, b, _, predictor))
+                    if *p == model && *b == backend && predictor.precision() == precision);
                 if !reuse {
                     self.predictor = None;
                     backend::init_kernel_cache();
                     let selected = backend::select(backend)?;
-                    let adapter = selected.describe();
-                    let predictor = Predictor::load(&model, selected.device, backend)?;
+                    let described = selected.describe();
+                    let predictor = Predictor::load(&model, selected.device, backend)?
+                        .with_precision(precision, &described)?;
+                    let adapter = format!("{described} in {precision}");
                     self.predictor = Some((model.clone(), backend, adapter, predictor));
                 }
                 let Some((_, _, adapter, predictor)) = &self.predictor else {

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use burn::prelude::Device;
 use ctseg::backend::BackendKind;
-use ctseg::infer::{PredictOptions, Predictor};
+use ctseg::infer::{Precision, PredictOptions, Predictor};
 use ctseg::io::dataset::load_totalseg_subject;
 use ctseg::io::nifti;
 use ctseg::metrics::evaluate;
@@ -104,6 +104,87 @@ fn s0001_prediction_keeps_the_grid_and_finds_liver_and_spleen() {
     assert!(count(&post) > 0);
 }
 
+/// Dice against the reference labels for `name`, 0 when undefined.
+fn dice_of(reference: &LabelVolume, labels: &LabelVolume, name: &str) -> f64 {
+    evaluate(reference, labels, catalog())
+        .expect("eval")
+        .structures
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.dice)
+        .unwrap_or(0.0)
+}
+
+/// Fraction of voxels whose label differs.
+fn disagreement(a: &LabelVolume, b: &LabelVolume) -> f64 {
+    let differing = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .filter(|(x, y)| x != y)
+        .count();
+    differing as f64 / a.data().len() as f64
+}
+
+#[test]
+fn half_precision_changes_dice_by_less_than_a_hundredth() {
+    let Some(run) = trained_run() else { return };
+    let Some(dir) = common::shared("totalseg/s0001") else {
+        return;
+    };
+    let subject = load_totalseg_subject(&dir).expect("subject");
+    let gt = &subject.segmentation.labels;
+    let options = PredictOptions::default();
+    let full = predict(&predictor(run), &subject.ct.volume, &options);
+    let mut devices = vec![(BackendKind::Cpu, Device::flex(), "cpu".to_string())];
+    match ctseg::backend::select(BackendKind::Wgpu) {
+        Ok(d) => {
+            let name = d.describe();
+            devices.push((BackendKind::Wgpu, d.device, name));
+        }
+        Err(e) => eprintln!("SKIP wgpu half precision: {e}"),
+    }
+    for (kind, device, name) in devices {
+        for precision in [Precision::F16, Precision::Bf16] {
+            if !precision.supported_on(&device) {
+                eprintln!("SKIP {precision} on {name}: not supported by the device");
+                let err = Predictor::load(run, device.clone(), kind)
+                    .expect("model loads")
+                    .with_precision(precision, &name)
+                    .err()
+                    .expect("refused")
+                    .to_string();
+                assert!(err.contains(precision.name()), "{err}");
+                continue;
+            }
+            let p = Predictor::load(run, device.clone(), kind)
+                .expect("model loads")
+                .with_precision(precision, &name)
+                .expect("supported");
+            assert_eq!(p.precision(), precision);
+            let half = predict(&p, &subject.ct.volume, &options);
+            assert_eq!(half.shape(), full.shape());
+            let off = disagreement(&half, &full);
+            let mut line = format!(
+                "{name} {precision}: {:.4} % of voxels differ from f32",
+                off * 100.0
+            );
+            for organ in ["liver", "spleen"] {
+                let (a, b) = (dice_of(gt, &full, organ), dice_of(gt, &half, organ));
+                line += &format!(", {organ} Dice {a:.4} (f32) vs {b:.4} (Δ {:+.4})", b - a);
+                let tolerance = if precision == Precision::F16 {
+                    0.01
+                } else {
+                    0.03
+                };
+                assert!((b - a).abs() < tolerance, "{line}");
+            }
+            eprintln!("{line}");
+            assert!(off < 0.01, "{line}");
+        }
+    }
+}
+
 #[test]
 fn flipped_and_lps_copies_give_the_same_anatomy() {
     let Some(run) = trained_run() else { return };
@@ -181,6 +262,22 @@ fn cli_multilabel_and_per_structure_outputs_agree() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("slices/s"), "{}", r.stderr);
+    // Half precision through the CLI: the same labels but for a few voxels.
+    let half = tmp.path().join("pred_f16.nii.gz");
+    let r = common::ctseg(
+        &args(&half, &["--precision", "f16"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let full_labels = ctseg::io::segmentation::load_segmentation(&multi)
+        .expect("f32")
+        .labels;
+    let half_labels = ctseg::io::segmentation::load_segmentation(&half)
+        .expect("f16")
+        .labels;
+    assert!(disagreement(&full_labels, &half_labels) < 0.01);
     let r = common::ctseg(
         &args(&per, &["--per-structure"])
             .iter()

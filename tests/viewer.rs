@@ -534,6 +534,32 @@ fn predict_from_the_model_panel_and_save() {
         "GT vs new prediction compared"
     );
 
+    // Predict again in half precision, chosen in the Precision combo box: the worker
+    // loads the model again, cast to f16, and says so.
+    h.get_by_label("Precision").click();
+    h.run();
+    h.get_by_label("f16").click();
+    h.run();
+    assert_eq!(h.state().settings.precision, ctseg::infer::Precision::F16);
+    h.get_by_label("Predict").click();
+    h.run_steps(1);
+    settle(&mut h);
+    let summary = h.state().predict_summary().unwrap().to_string();
+    assert!(summary.contains("in f16"), "{summary}");
+    let half = h.state().layer(LayerKind::Prediction).unwrap().clone();
+    let differing = half
+        .display
+        .data()
+        .iter()
+        .zip(pred.display.data())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        differing * 100 < half.display.data().len(),
+        "{differing} voxels differ between f16 and f32"
+    );
+    let pred = half;
+
     let out = tmp.path().join("pred.nii.gz");
     h.state_mut().save_prediction(out.clone(), false);
     settle(&mut h);

@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// benchmark model and report slices/s and peak memory.
     #[arg(long)]
     pub volume: Option<std::path::PathBuf>,
+    /// Float type of the inference measurements (training is always f32).
+    #[arg(long, value_enum, default_value_t = crate::infer::Precision::F32)]
+    pub precision: crate::infer::Precision,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -62,6 +65,8 @@ pub struct BenchReport {
     pub model: UNetConfig,
     /// Batch size.
     pub batch_size: usize,
+    /// Float type of the inference measurements.
+    pub precision: crate::infer::Precision,
     /// Median seconds per training step (forward, backward, Adam).
     pub train_step_s: Option<f64>,
     /// Training slices per second (median step).
@@ -189,15 +194,26 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         (Some(m), Some(b as f64 / m))
     };
     // Inference.
+    let precision = args.precision;
+    if !precision.supported_on(&device) {
+        bail!(
+            "{} cannot compute in {precision}; use --precision f32",
+            selected.describe()
+        );
+    }
     let model = {
         device.seed(0);
         config.init(&device)
     };
+    let cast = crate::infer::cast_floats(model.clone(), precision);
     let x = Tensor::<4>::random([b, 1, s, s], Distribution::Default, &device);
     let mut times = Vec::new();
     for i in 0..args.warmup + args.iters {
         let t = Instant::now();
-        let labels = logits_to_labels(model.forward(x.clone()), 0.5).into_data();
+        let logits = cast
+            .forward(x.clone().cast(precision.dtype()))
+            .cast(burn::tensor::FloatDType::F32);
+        let labels = logits_to_labels(logits, 0.5).into_data();
         std::hint::black_box(labels);
         if i >= args.warmup {
             times.push(t.elapsed().as_secs_f64());
@@ -220,7 +236,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 config.clone(),
                 device.clone(),
                 args.backend,
-            );
+            )
+            .with_precision(precision, &selected.describe())?;
             let options = crate::infer::PredictOptions {
                 batch_size: b,
                 ..Default::default()
@@ -242,6 +259,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         device: selected.describe(),
         model: config,
         batch_size: b,
+        precision,
         train_step_s,
         train_slices_per_s,
         infer_batch_s,
@@ -268,7 +286,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             );
         }
         t += &format!(
-            "inference: {:.2} slices/s ({:.3} s per slice)\ndata pipeline (1 thread, augmentation on): {:.0} slices/s\n",
+            "inference ({precision}): {:.2} slices/s ({:.3} s per slice)\ndata pipeline (1 thread, augmentation on): {:.0} slices/s\n",
             report.infer_slices_per_s,
             1.0 / report.infer_slices_per_s,
             report.pipeline_slices_per_s

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{self, BackendKind};
 use crate::cli::print_warnings;
-use crate::infer::{PredictOptions, Predictor};
+use crate::infer::{Precision, PredictOptions, Predictor};
 use crate::io::load_ct;
 use crate::io::segmentation::{save_multilabel, save_per_structure};
 
@@ -31,6 +31,11 @@ pub struct PredictArgs {
     /// Slices per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Float type of the forward pass: f32, or f16/bf16 (mixed precision: half the
+    /// memory traffic; the logits are turned back into f32 before thresholding).
+    /// Refused on a device that does not support the type.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Probability above which a structure is present.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
@@ -77,12 +82,14 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let loaded = load_ct(&args.input)?;
     print_warnings(&loaded.warnings);
     let selected = backend::select(args.backend)?;
-    let predictor = Predictor::load(&args.model, selected.device.clone(), args.backend)?;
+    let predictor = Predictor::load(&args.model, selected.device.clone(), args.backend)?
+        .with_precision(args.precision, &selected.describe())?;
     if !args.quiet {
         eprintln!(
-            "model {} on {}",
+            "model {} on {} in {}",
             predictor.weights().display(),
-            selected.describe()
+            selected.describe(),
+            args.precision
         );
     }
     let [_, _, nz] = loaded.volume.shape();

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use eframe::egui::{self, Color32, RichText};
 
 use crate::backend::BackendKind;
-use crate::infer::PredictOptions;
+use crate::infer::{Precision, PredictOptions};
 use crate::render::gpu::GpuViews;
 use crate::render::{Axis, LabelTable, SliceGrid};
 use crate::structures::catalog;
@@ -436,6 +436,7 @@ impl ViewerApp {
         self.submit(Job::Predict {
             model,
             backend: self.settings.backend,
+            precision: self.settings.precision,
             options,
             ct,
         });
@@ -1230,6 +1231,18 @@ impl ViewerApp {
                 }
                 ui.selectable_value(&mut self.settings.backend, BackendKind::Cpu, "cpu");
             });
+        egui::ComboBox::from_label("Precision")
+            .selected_text(self.settings.precision.name())
+            .show_ui(ui, |ui| {
+                for p in [Precision::F32, Precision::F16, Precision::Bf16] {
+                    ui.selectable_value(&mut self.settings.precision, p, p.name());
+                }
+            })
+            .response
+            .on_hover_text(
+                "f16/bf16 halve memory traffic on GPUs (tensor cores on NVIDIA); \
+                 the device must support the type",
+            );
         ui.add(egui::Slider::new(&mut self.settings.threshold, 0.05..=0.95).text("threshold"));
         ui.checkbox(&mut self.settings.smooth, "Smooth across slices");
         ui.checkbox(&mut self.settings.largest_component, "Largest component");

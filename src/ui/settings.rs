@@ -74,6 +74,8 @@ pub struct Settings {
     pub model: Option<PathBuf>,
     /// Backend for prediction.
     pub backend: BackendKind,
+    /// Float type of the prediction's forward pass.
+    pub precision: crate::infer::Precision,
     /// Probability threshold.
     pub threshold: f32,
     /// Smooth across slices.
@@ -104,6 +106,7 @@ impl Default for Settings {
             compare: CompareMode::Overlay,
             model: None,
             backend: BackendKind::Wgpu,
+            precision: crate::infer::Precision::F32,
             threshold: 0.5,
             smooth: false,
             largest_component: false,
