@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::{ModuleMapper, Param};
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::module::interpolate;
@@ -49,6 +49,18 @@ pub enum InferError {
     /// Cancelled through the progress callback.
     #[error("prediction cancelled")]
     Cancelled,
+    /// A weight or BatchNorm statistic does not fit the requested type.
+    #[error(
+        "the model has a value of magnitude {largest:.3e}, beyond what {precision} can hold ({limit:.0}); use --precision bf16 or f32"
+    )]
+    OutOfRange {
+        /// The requested precision.
+        precision: Precision,
+        /// Largest |value| among the weights and running statistics.
+        largest: f32,
+        /// Largest finite value of the type.
+        limit: f32,
+    },
     /// The device cannot compute in the requested precision.
     #[error(
         "{device} cannot compute in {precision} (its driver does not offer that type); use --precision f32"
@@ -105,6 +117,14 @@ impl Precision {
         }
     }
 
+    /// Largest finite value of the type.
+    pub fn max_finite(self) -> f32 {
+        match self {
+            Precision::F16 => 65504.0,
+            Precision::F32 | Precision::Bf16 => f32::MAX,
+        }
+    }
+
     /// Whether `device` can store and compute in this precision.
     pub fn supported_on(self, device: &Device) -> bool {
         device.supports_dtype(self.dtype())
@@ -121,6 +141,21 @@ impl std::fmt::Display for Precision {
 /// included) cast to `precision`. Its forward pass then expects input of that type.
 pub fn cast_floats(model: UNet, precision: Precision) -> UNet {
     model.map(&mut CastFloats(precision.dtype()))
+}
+
+/// Largest |value| among a module's float parameters and buffers (NaN counts as
+/// infinite).
+struct LargestMagnitude(f32);
+
+impl ModuleVisitor for LargestMagnitude {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let m = param.val().abs().max().into_scalar::<f32>();
+        self.0 = if m.is_nan() {
+            f32::INFINITY
+        } else {
+            self.0.max(m)
+        };
+    }
 }
 
 /// The [`ModuleMapper`] behind [`cast_floats`].
@@ -214,6 +249,15 @@ impl Predictor {
             return Err(InferError::UnsupportedPrecision {
                 device: device_name.to_string(),
                 precision,
+            });
+        }
+        let mut largest = LargestMagnitude(0.0);
+        self.model.visit(&mut largest);
+        if largest.0 > precision.max_finite() {
+            return Err(InferError::OutOfRange {
+                precision,
+                largest: largest.0,
+                limit: precision.max_finite(),
             });
         }
         self.model = cast_floats(self.model, precision);
@@ -405,6 +449,90 @@ fn smooth_slices(probs: Tensor<4>, offset: usize, b: usize, first: bool, last: b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Multiplies every float parameter and buffer.
+    struct Scale(f32);
+
+    impl ModuleMapper for Scale {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let k = self.0;
+            param.map(|t| t * k)
+        }
+    }
+
+    fn tiny() -> (UNet, UNetConfig) {
+        let config = UNetConfig {
+            base_channels: 2,
+            depth: 2,
+            input_size: 16,
+            ..Default::default()
+        };
+        (config.init(&Device::flex()), config)
+    }
+
+    #[test]
+    fn casting_changes_every_parameter_type_and_keeps_the_values() {
+        let (model, config) = tiny();
+        let reference = model.clone().valid();
+        let p = Predictor::from_model(model, config, Device::flex(), BackendKind::Cpu)
+            .with_precision(Precision::F16, "cpu")
+            .expect("flex has f16");
+        assert_eq!(p.precision(), Precision::F16);
+        struct Types(Vec<burn::tensor::DType>);
+        impl ModuleVisitor for Types {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.push(param.val().dtype());
+            }
+        }
+        let mut types = Types(Vec::new());
+        p.model.visit(&mut types);
+        assert!(types.0.len() > 10, "{} tensors", types.0.len());
+        assert!(
+            types.0.iter().all(|t| *t == burn::tensor::DType::F16),
+            "{:?}",
+            types.0
+        );
+        let x = Tensor::<4>::random(
+            [2, 1, 16, 16],
+            burn::tensor::Distribution::Default,
+            &p.device,
+        );
+        let half = p.model.forward(x.clone().cast(FloatDType::F16));
+        assert_eq!(half.dtype(), burn::tensor::DType::F16);
+        let full: Vec<f32> = reference.forward(x).into_data().iter::<f32>().collect();
+        let half: Vec<f32> = half
+            .cast(FloatDType::F32)
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        let scale = full.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = full
+            .iter()
+            .zip(&half)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(scale > 0.0);
+        assert!(worst <= 1e-2 * scale, "max |Δ| {worst} at scale {scale}");
+    }
+
+    #[test]
+    fn weights_beyond_the_half_range_are_refused_by_f16_not_bf16() {
+        let (model, config) = tiny();
+        let big = model.map(&mut Scale(1e6));
+        let err = Predictor::from_model(
+            big.clone(),
+            config.clone(),
+            Device::flex(),
+            BackendKind::Cpu,
+        )
+        .with_precision(Precision::F16, "cpu")
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(err.contains("f16") && err.contains("bf16"), "{err}");
+        Predictor::from_model(big, config, Device::flex(), BackendKind::Cpu)
+            .with_precision(Precision::Bf16, "cpu")
+            .expect("bf16 has f32's range");
+    }
 
     #[test]
     fn smoothing_averages_neighbours_and_clamps_at_the_ends() {
