@@ -473,6 +473,36 @@ fn the_recovery_file_restores_edits_in_a_new_app() {
     );
 }
 
+/// Opening another CT with unsaved edits keeps them in a recovery file, written in
+/// the background, and says where.
+#[test]
+fn opening_another_ct_keeps_unsaved_edits_for_recovery() {
+    let rec = tempfile::tempdir().expect("tempdir");
+    let mut h = editing(rec.path(), Layout::Single);
+    drag(
+        &mut h,
+        &[CENTRE, CENTRE + egui::vec2(50.0, 30.0)],
+        Modifiers::NONE,
+    );
+    let painted = edited(&h);
+    assert!(painted.data().iter().any(|&l| l != 0));
+    h.state_mut().open_sample();
+    wait_for(&mut h, "the new CT", |a| {
+        a.busy().is_none() && !a.annotator.is_editing()
+    });
+    h.state_mut().finish_writers();
+    let kept = ctseg::annotate::recovery::list_recoveries(rec.path());
+    assert_eq!(kept.len(), 1, "one recovery file");
+    let labels = ctseg::annotate::recovery::read_recovery(&kept[0]).expect("readable");
+    assert_eq!(labels.data(), painted.data(), "every edit kept");
+    let said = h
+        .state()
+        .messages()
+        .iter()
+        .any(|m| m.text.contains("Unsaved edits of") && m.text.contains("restore them"));
+    assert!(said, "{:?}", h.state().messages());
+}
+
 fn tiny_model(dir: &Path) -> PathBuf {
     let data = dir.join("phantoms");
     ctseg::phantom::write_dataset(

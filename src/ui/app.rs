@@ -1436,4 +1436,8 @@ impl eframe::App for ViewerApp {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, STORAGE_KEY, &self.settings);
     }
+
+    fn on_exit(&mut self) {
+        self.finish_writers();
+    }
 }

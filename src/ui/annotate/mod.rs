@@ -152,6 +152,13 @@ pub struct Annotator {
     pub autosave_every: Duration,
     last_autosave: Instant,
     autosave_rx: Option<Receiver<(u64, Result<Recovery, String>)>>,
+    /// Recovery files being written for CTs that were closed with unsaved edits:
+    /// the CT's name and the result, reported as a message.
+    departed_tx: crossbeam_channel::Sender<(String, Result<Recovery, String>)>,
+    departed_rx: Receiver<(String, Result<Recovery, String>)>,
+    /// Background recovery writers (autosave and closed CTs), joined at exit so that
+    /// quitting never cuts a recovery file short.
+    writers: Vec<std::thread::JoinHandle<()>>,
     /// Recovery files offered on start.
     pub offered: Vec<Recovery>,
     restore_after_ct: Option<Recovery>,
@@ -180,6 +187,7 @@ impl Annotator {
     pub fn new(recovery_dir: Option<PathBuf>) -> Self {
         let recovery_dir = recovery_dir.unwrap_or_else(default_recovery_dir);
         let offered = list_recoveries(&recovery_dir);
+        let (departed_tx, departed_rx) = crossbeam_channel::unbounded();
         Annotator {
             session: None,
             tool: Tool::Brush,
@@ -196,6 +204,9 @@ impl Annotator {
             autosave_every: Duration::from_secs(60),
             last_autosave: Instant::now(),
             autosave_rx: None,
+            departed_tx,
+            departed_rx,
+            writers: Vec::new(),
             offered,
             restore_after_ct: None,
             save_target: None,

@@ -83,6 +83,8 @@ impl ViewerApp {
     }
 
     pub(in crate::ui) fn discard_recovery_of_current(&mut self) {
+        // An autosave still in flight would write the file again after its removal.
+        self.wait_autosave(Duration::from_secs(60));
         let Some(ct) = &self.ct else { return };
         if let Some(r) = find_recovery(&self.annotator.recovery_dir, ct.path.as_deref(), &ct.name)
             && let Err(e) = remove_recovery(&r)
@@ -95,7 +97,8 @@ impl ViewerApp {
     }
 
     /// Another CT is opening: the edited layer belongs to the old one. Unsaved edits
-    /// go to its recovery file first (offered again on the next start).
+    /// go to its recovery file first (offered again on the next start), written on a
+    /// background thread; the outcome arrives as a message.
     pub(in crate::ui) fn leave_editing_for_new_ct(&mut self) {
         if self.annotator.session.is_none() {
             return;
@@ -104,17 +107,18 @@ impl ViewerApp {
         if self.annotator.is_dirty()
             && let (Some(info), Some(layer)) = (self.recovery_info(), self.gt.clone())
         {
-            match write_recovery(&self.annotator.recovery_dir, &info, &layer.display) {
-                Ok(r) => self.message(
-                    Level::Warning,
-                    format!(
-                        "Unsaved edits of {} kept in {}; restore them on the next start",
-                        info.ct_name,
-                        r.labels.display()
-                    ),
-                ),
-                Err(e) => self.message(Level::Error, format!("Could not keep unsaved edits: {e}")),
-            }
+            // A running autosave of the same CT must not finish after this write and
+            // replace it with older labels.
+            self.wait_autosave(Duration::from_secs(60));
+            let dir = self.annotator.recovery_dir.clone();
+            let tx = self.annotator.departed_tx.clone();
+            let ctx = self.ctx.clone();
+            let name = info.ct_name.clone();
+            self.spawn_writer(move || {
+                let r = write_recovery(&dir, &info, &layer.display).map_err(|e| e.to_string());
+                let _ = tx.send((name, r));
+                ctx.request_repaint();
+            });
         }
         self.annotator.session = None;
         self.annotator.replaced_gt = None;
@@ -141,13 +145,45 @@ impl ViewerApp {
         let dir = self.annotator.recovery_dir.clone();
         let (tx, rx) = crossbeam_channel::bounded(1);
         let ctx = self.ctx.clone();
-        std::thread::spawn(move || {
+        self.spawn_writer(move || {
             let r = write_recovery(&dir, &info, &layer.display).map_err(|e| e.to_string());
             let _ = tx.send((serial, r));
             ctx.request_repaint();
         });
         self.annotator.autosave_rx = Some(rx);
         self.annotator.last_autosave = Instant::now();
+    }
+
+    /// Run a recovery writer on its own thread, remembered for [`Self::finish_writers`].
+    fn spawn_writer(&mut self, write: impl FnOnce() + Send + 'static) {
+        self.annotator.writers.retain(|h| !h.is_finished());
+        self.annotator.writers.push(std::thread::spawn(write));
+    }
+
+    /// Wait until every background recovery write has finished (at exit, and in tests).
+    pub fn finish_writers(&mut self) {
+        for handle in self.annotator.writers.drain(..) {
+            let _ = handle.join();
+        }
+        while let Ok(done) = self.annotator.departed_rx.try_recv() {
+            self.departed(done);
+        }
+    }
+
+    fn departed(&mut self, (name, result): (String, Result<Recovery, String>)) {
+        match result {
+            Ok(r) => self.message(
+                Level::Warning,
+                format!(
+                    "Unsaved edits of {name} kept in {}; restore them on the next start",
+                    r.labels.display()
+                ),
+            ),
+            Err(e) => self.message(
+                Level::Error,
+                format!("Could not keep the unsaved edits of {name}: {e}"),
+            ),
+        }
     }
 
     /// Wait for a background autosave (tests).
@@ -274,6 +310,9 @@ impl ViewerApp {
         {
             self.annotator.autosave_rx = None;
             self.autosave_done(done);
+        }
+        while let Ok(done) = self.annotator.departed_rx.try_recv() {
+            self.departed(done);
         }
         if self
             .annotator
