@@ -73,8 +73,11 @@ pub struct LayerStats {
     /// Voxels per label value.
     pub counts: [u64; 256],
     /// Per label: the display voxel to jump to — the centre of the structure in the
-    /// axial slice where it is largest.
+    /// axial slice where it is largest. Computed at layer revision
+    /// [`LayerStats::revision`]; use [`LabelLayer::focus`], which knows about edits.
     pub focus: Vec<Option<[usize; 3]>>,
+    /// The layer revision `focus` belongs to (counts are kept current by edits).
+    pub revision: u64,
 }
 
 impl LayerStats {
@@ -115,7 +118,36 @@ impl LayerStats {
             .into_iter()
             .map(|(c, v)| (c > 0).then_some(v))
             .collect();
-        LayerStats { counts, focus }
+        LayerStats {
+            counts,
+            focus,
+            revision: 0,
+        }
+    }
+
+    /// The centre of `label` in the axial slice where it is largest (one pass over the
+    /// volume; for a layer whose edits made [`LayerStats::focus`] stale).
+    pub fn focus_of(labels: &LabelVolume, label: u8) -> Option<[usize; 3]> {
+        let [ni, nj, nk] = labels.shape();
+        let mut best: (u64, [usize; 3]) = (0, [0; 3]);
+        for k in 0..nk {
+            let slice = labels.slice_k(k)?;
+            let (mut count, mut sum_i, mut sum_j) = (0u64, 0u64, 0u64);
+            for (j, row) in slice.chunks_exact(ni).take(nj).enumerate() {
+                for (i, _) in row.iter().enumerate().filter(|&(_, &l)| l == label) {
+                    count += 1;
+                    sum_i += i as u64;
+                    sum_j += j as u64;
+                }
+            }
+            if count > best.0 {
+                best = (
+                    count,
+                    [(sum_i / count) as usize, (sum_j / count) as usize, k],
+                );
+            }
+        }
+        (best.0 > 0).then_some(best.1)
     }
 }
 
@@ -144,6 +176,19 @@ impl LabelLayer {
             stats,
             warnings,
             revision: 0,
+        }
+    }
+
+    /// Where to jump for `label`: the centre of its largest axial slice, `None` when
+    /// the layer does not contain it. Edited layers are searched afresh.
+    pub fn focus(&self, label: u8) -> Option<[usize; 3]> {
+        if self.stats.counts[label as usize] == 0 {
+            return None;
+        }
+        if self.stats.revision == self.revision {
+            self.stats.focus.get(label as usize).copied().flatten()
+        } else {
+            LayerStats::focus_of(&self.display, label)
         }
     }
 }
@@ -249,6 +294,22 @@ mod tests {
         assert_eq!(s.counts[0], 108 - 10);
         assert_eq!(s.focus[3], Some([2, 3, 1]));
         assert_eq!(s.focus[4], None);
+        for label in [3u8, 4] {
+            assert_eq!(LayerStats::focus_of(&l, label), s.focus[label as usize]);
+        }
+        // An edited layer (revision ahead of its stats) is searched afresh.
+        let mut layer = LabelLayer::new(None, l, Vec::new());
+        assert_eq!(layer.focus(3), Some([2, 3, 1]));
+        for i in 0..6 {
+            for j in 0..6 {
+                let index = layer.display.index([i, j, 2]);
+                layer.display.data_mut()[index] = 3;
+            }
+        }
+        layer.stats.counts[3] += 36;
+        layer.revision += 1;
+        assert_eq!(layer.focus(3), Some([2, 2, 2]), "the new largest slice");
+        assert_eq!(layer.focus(4), None);
     }
 
     #[test]

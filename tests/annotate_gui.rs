@@ -148,6 +148,16 @@ fn brush_strokes_undo_and_redo_restore_exact_voxels() {
         "an axial stroke stays in its slice"
     );
     assert!(diff.iter().all(|&v| first.get(v) == Some(liver)));
+    // Selecting the structure jumps to what was just painted, not to stale stats.
+    h.state_mut().cursor[2] = 0;
+    h.state_mut().select_structure(liver);
+    assert_eq!(h.state().cursor[2], k, "jump to the painted slice");
+    let painted: Vec<_> = diff.iter().map(|v| [v[0], v[1]]).collect();
+    let cursor = h.state().cursor;
+    assert!(
+        painted.contains(&[cursor[0], cursor[1]]),
+        "the crosshair lands inside the stroke"
+    );
     let history = h
         .state()
         .annotator

@@ -573,7 +573,7 @@ impl ViewerApp {
         let focus = [&self.gt, &self.pred]
             .into_iter()
             .flatten()
-            .find_map(|l| l.stats.focus.get(label as usize).copied().flatten());
+            .find_map(|l| l.focus(label));
         if let Some(v) = focus {
             self.cursor = v;
         }
