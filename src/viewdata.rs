@@ -239,6 +239,42 @@ impl Comparison {
         self.confusion.get(label as usize).and_then(Confusion::dice)
     }
 
+    /// Account for one ground-truth voxel of axial slice `k` that changed from `old`
+    /// to `new` where the prediction is `pred`: the confusion counts and the slice's
+    /// disagreement of the (at most three) labels involved move with it. `false`
+    /// (nothing changed) when `k` is not a slice of this comparison.
+    pub fn change_voxel(&mut self, k: usize, old: u8, new: u8, pred: u8) -> bool {
+        if k >= self.disagreement.len() || self.confusion.len() < 256 {
+            return false;
+        }
+        if old == new {
+            return true;
+        }
+        let mut labels = [old, new, pred];
+        labels.sort_unstable();
+        for (n, &l) in labels.iter().enumerate() {
+            if n > 0 && labels[n - 1] == l {
+                continue;
+            }
+            let p = pred == l;
+            let c = &mut self.confusion[l as usize];
+            for (g, delta) in [(old == l, -1i64), (new == l, 1)] {
+                let cell = match (g, p) {
+                    (true, true) => &mut c.tp,
+                    (true, false) => &mut c.fn_,
+                    (false, true) => &mut c.fp,
+                    (false, false) => &mut c.tn,
+                };
+                *cell = cell.saturating_add_signed(delta);
+            }
+            let d = &mut self.disagreement[k][l as usize];
+            let before = u32::from((old == l) != p);
+            let after = u32::from((new == l) != p);
+            *d = (*d + after).saturating_sub(before);
+        }
+        true
+    }
+
     /// The axial slice after `current` in the order of decreasing disagreement about
     /// `label` (ties by slice index), cycling; `None` when the layers agree everywhere.
     pub fn next_disagreement(&self, label: u8, current: usize) -> Option<usize> {
@@ -310,6 +346,40 @@ mod tests {
         layer.revision += 1;
         assert_eq!(layer.focus(3), Some([2, 2, 2]), "the new largest slice");
         assert_eq!(layer.focus(4), None);
+    }
+
+    #[test]
+    fn voxel_changes_keep_the_comparison_equal_to_a_fresh_one() {
+        // Pseudo-random GT and prediction over labels 0..4, then 500 random GT edits.
+        let mut seed = 12345u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) % n) as u8
+        };
+        let shape = [7, 5, 4];
+        let mut gt = labels(shape, |_| 0);
+        for v in gt.data_mut() {
+            *v = next(4);
+        }
+        let mut pred = labels(shape, |_| 0);
+        for v in pred.data_mut() {
+            *v = next(4);
+        }
+        let mut c = Comparison::compute(&gt, &pred).unwrap();
+        let slice = shape[0] * shape[1];
+        for _ in 0..500 {
+            let index = next(gt.data().len() as u64) as usize;
+            let new = next(5);
+            let old = gt.data()[index];
+            assert!(c.change_voxel(index / slice, old, new, pred.data()[index]));
+            gt.data_mut()[index] = new;
+        }
+        let fresh = Comparison::compute(&gt, &pred).unwrap();
+        assert_eq!(c.confusion, fresh.confusion);
+        assert_eq!(c.disagreement, fresh.disagreement);
+        assert!(!c.change_voxel(shape[2], 1, 2, 0), "slice out of range");
     }
 
     #[test]

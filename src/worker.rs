@@ -65,6 +65,9 @@ pub enum Job {
         gt: Arc<LabelLayer>,
         /// Prediction.
         pred: Arc<LabelLayer>,
+        /// Echoed in [`Event::Compared`], so that a result overtaken by a newer
+        /// request can be told apart.
+        serial: u64,
     },
     /// Run the model on `ct`.
     Predict {
@@ -154,7 +157,12 @@ pub enum Event {
         summary: Option<String>,
     },
     /// A comparison finished.
-    Compared(Arc<Comparison>),
+    Compared {
+        /// The result.
+        comparison: Arc<Comparison>,
+        /// The request's serial.
+        serial: u64,
+    },
     /// A layer was saved.
     Saved(PathBuf),
     /// A case was added to a training set.
@@ -345,9 +353,12 @@ impl WorkerState {
                     summary: None,
                 }])
             }
-            Job::Compare { gt, pred } => {
+            Job::Compare { gt, pred, serial } => {
                 let c = Comparison::compute(&gt.display, &pred.display)?;
-                Ok(vec![Event::Compared(Arc::new(c))])
+                Ok(vec![Event::Compared {
+                    comparison: Arc::new(c),
+                    serial,
+                }])
             }
             Job::Predict {
                 model,

@@ -513,6 +513,87 @@ fn opening_another_ct_keeps_unsaved_edits_for_recovery() {
     assert!(said, "{:?}", h.state().messages());
 }
 
+/// Editing the GT of s0001 against its prediction: each stroke, undo and redo
+/// re-counts only the changed voxels, and the comparison stays exactly what a
+/// whole-volume comparison gives, with no worker job.
+#[test]
+fn edits_update_the_comparison_in_place() {
+    let (Some(ct), Some(gt), Some(pred)) = (
+        common::shared("totalseg/s0001/ct.nii.gz"),
+        common::shared("totalseg/s0001/seg_full_multilabel.nii.gz"),
+        common::shared("totalseg/s0001/seg_fast_multilabel.nii.gz"),
+    ) else {
+        return;
+    };
+    let rec = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(
+        Startup {
+            ct: Some(ct),
+            gt: Some(gt),
+            pred: Some(pred),
+            recovery_dir: Some(rec.path().to_path_buf()),
+            edit: Some(EditSource::GroundTruth),
+            ..Startup::default()
+        },
+        Layout::Single,
+    );
+    wait_for(&mut h, "editing and the first comparison", |a| {
+        a.annotator.is_editing() && a.busy().is_none() && a.comparison().is_some()
+    });
+    let liver = catalog().label_of("liver").expect("liver");
+    h.state_mut().selected = Some(liver);
+    h.run_steps(2);
+    let requests = h.state().compare_requests();
+    let check = |h: &Harness<'static, ViewerApp>, what: &str| {
+        let app = h.state();
+        let fresh = ctseg::viewdata::Comparison::compute(
+            &app.edit_layer().expect("edited").display,
+            &app.layer(ctseg::worker::LayerKind::Prediction)
+                .expect("prediction")
+                .display,
+        )
+        .expect("same grid");
+        let held = app.comparison().expect("a comparison");
+        assert_eq!(held.confusion, fresh.confusion, "{what}");
+        assert_eq!(held.disagreement, fresh.disagreement, "{what}");
+        assert_eq!(app.compare_requests(), requests, "{what}: no worker job");
+    };
+    let dice_before = h.state().comparison().and_then(|c| c.dice(liver));
+    drag(
+        &mut h,
+        &[CENTRE, CENTRE + egui::vec2(60.0, 40.0)],
+        Modifiers::NONE,
+    );
+    check(&h, "after a stroke");
+    assert_ne!(
+        h.state().comparison().and_then(|c| c.dice(liver)),
+        dice_before,
+        "the stroke moved the liver Dice"
+    );
+    drag(&mut h, &[CENTRE + egui::vec2(-30.0, 0.0)], Modifiers::CTRL);
+    check(&h, "after an erase stroke");
+    key(&mut h, egui::Key::Z, Modifiers::COMMAND);
+    check(&h, "after undo");
+    key(&mut h, egui::Key::Z, Modifiers::COMMAND);
+    check(&h, "after a second undo");
+    assert_eq!(
+        h.state().comparison().and_then(|c| c.dice(liver)),
+        dice_before
+    );
+    key(&mut h, egui::Key::Z, Modifiers::COMMAND | Modifiers::SHIFT);
+    check(&h, "after redo");
+    assert_eq!(
+        h.state()
+            .annotator
+            .session
+            .as_ref()
+            .expect("session")
+            .history()
+            .len(),
+        (1, 1)
+    );
+}
+
 fn tiny_model(dir: &Path) -> PathBuf {
     let data = dir.join("phantoms");
     ctseg::phantom::write_dataset(

@@ -44,6 +44,20 @@ impl Edit {
         self.slices.iter().map(|s| s.offsets.len()).sum()
     }
 
+    /// Every changed voxel as (axial slice, offset within the slice, old value, new
+    /// value), replayed forward (redo) or backward (undo).
+    pub fn changes(&self, forward: bool) -> impl Iterator<Item = (usize, usize, u8, u8)> + '_ {
+        self.slices.iter().flat_map(move |s| {
+            s.offsets
+                .iter()
+                .zip(s.before.iter().zip(&s.after))
+                .map(move |(&o, (&b, &a))| {
+                    let (old, new) = if forward { (b, a) } else { (a, b) };
+                    (s.k, o as usize, old, new)
+                })
+        })
+    }
+
     /// Bytes this step holds.
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
@@ -226,6 +240,16 @@ impl History {
         let d = edit.description.clone();
         self.undo.push_back(edit);
         Some(d)
+    }
+
+    /// The step Undo would revert (the newest done or redone step).
+    pub fn newest(&self) -> Option<&Edit> {
+        self.undo.back()
+    }
+
+    /// The step Redo would apply (the newest undone step).
+    pub fn newest_undone(&self) -> Option<&Edit> {
+        self.redo.last()
     }
 
     /// Description of the step Undo would revert.

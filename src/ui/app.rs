@@ -167,6 +167,10 @@ pub struct ViewerApp {
     pub(super) gt: Option<Arc<LabelLayer>>,
     pub(super) pred: Option<Arc<LabelLayer>>,
     pub(super) comparison: Option<Arc<Comparison>>,
+    /// Serial of the newest comparison requested, and of the one held in
+    /// `comparison` (equal when no request is outstanding).
+    pub(super) compare_requested: u64,
+    pub(super) compare_held: u64,
     /// Crosshair voxel (display order); each view shows the slice through it.
     pub cursor: [usize; 3],
     /// Per view: zoom factor and pan offset in points.
@@ -239,6 +243,8 @@ impl ViewerApp {
             gt: None,
             pred: None,
             comparison: None,
+            compare_requested: 0,
+            compare_held: 0,
             cursor: [0; 3],
             zoom: HashMap::new(),
             table: LabelTable::from_catalog(catalog()),
@@ -497,6 +503,12 @@ impl ViewerApp {
         self.comparison.as_ref()
     }
 
+    /// How many whole-volume comparisons have been requested from the worker so far
+    /// (edits update the comparison in place instead).
+    pub fn compare_requests(&self) -> u64 {
+        self.compare_requested
+    }
+
     /// Messages shown to the user, oldest first.
     pub fn messages(&self) -> &[Message] {
         &self.messages
@@ -686,9 +698,13 @@ impl ViewerApp {
                     }
                 }
             }
-            Event::Compared(c) => {
-                self.comparison = Some(c);
-                self.fine_tune_compared();
+            Event::Compared { comparison, serial } => {
+                // A result overtaken by a newer request would show stale numbers.
+                if serial == self.compare_requested {
+                    self.comparison = Some(comparison);
+                    self.compare_held = serial;
+                    self.fine_tune_compared();
+                }
             }
             Event::Saved(path) => {
                 self.message(Level::Info, format!("Saved {}", path.display()));
@@ -722,8 +738,15 @@ impl ViewerApp {
             self.select_structure(label);
         }
         self.comparison = None;
+        self.request_compare();
+    }
+
+    /// Compare GT and prediction in the worker (when both are there).
+    pub(super) fn request_compare(&mut self) {
         if let (Some(gt), Some(pred)) = (self.gt.clone(), self.pred.clone()) {
-            self.submit(Job::Compare { gt, pred });
+            self.compare_requested += 1;
+            let serial = self.compare_requested;
+            self.submit(Job::Compare { gt, pred, serial });
         }
     }
 

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
+use crate::annotate::history::Edit;
 use crate::annotate::tools::{disc, flood_region, polygon, swept_disc};
 use crate::annotate::{EditSession, EditSource, History, PaintRule, describe, editable_layer};
 use crate::render::{Axis, SliceGrid};
 use crate::structures::catalog;
 use crate::viewdata::LabelLayer;
 use crate::volume::Volume;
-use crate::worker::{Job, LayerKind};
+use crate::worker::LayerKind;
 
 use super::*;
 use crate::ui::app::{Level, ViewerApp};
@@ -113,11 +114,30 @@ impl ViewerApp {
         Some(f(session, layer, &ct.display))
     }
 
-    /// A step was recorded or undone: refresh the comparison with the prediction.
-    pub(in crate::ui) fn edited(&mut self) {
-        if let (Some(gt), Some(pred)) = (self.gt.clone(), self.pred.clone()) {
-            self.submit(Job::Compare { gt, pred });
+    /// A step was recorded or redone (`forward`) or undone: bring the comparison with
+    /// the prediction up to date. When the comparison held is current, only the
+    /// step's voxels are re-counted (instant, and no background job keeps the layer
+    /// alive); otherwise the worker compares the whole volume.
+    pub(in crate::ui) fn edited(&mut self, forward: bool) {
+        let current = self.compare_held == self.compare_requested;
+        if let (true, Some(c), Some(pred), Some(session)) = (
+            current,
+            self.comparison.as_mut(),
+            self.pred.as_ref(),
+            self.annotator.session.as_ref(),
+        ) {
+            let step = if forward {
+                session.history().newest()
+            } else {
+                session.history().newest_undone()
+            };
+            if let Some(step) = step
+                && count_step(Arc::make_mut(c), step, forward, &pred.display)
+            {
+                return;
+            }
         }
+        self.request_compare();
     }
 
     /// Undo the newest edit.
@@ -125,7 +145,7 @@ impl ViewerApp {
         self.annotator.stroke = None;
         if let Some(Some(d)) = self.with_edit_layer(|s, l, _| s.undo(l)) {
             self.message(Level::Info, format!("Undid: {d}"));
-            self.edited();
+            self.edited(false);
         }
     }
 
@@ -134,7 +154,7 @@ impl ViewerApp {
         self.annotator.stroke = None;
         if let Some(Some(d)) = self.with_edit_layer(|s, l, _| s.redo(l)) {
             self.message(Level::Info, format!("Redid: {d}"));
-            self.edited();
+            self.edited(true);
         }
     }
 
@@ -185,7 +205,7 @@ impl ViewerApp {
             return;
         }
         if self.with_edit_layer(|s, l, _| s.end_stroke(l)) == Some(true) {
-            self.edited();
+            self.edited(true);
         }
     }
 
@@ -206,7 +226,7 @@ impl ViewerApp {
             s.apply(l, ct, grid, index, &region, &rule, description)
         });
         if done.unwrap_or(0) > 0 {
-            self.edited();
+            self.edited(true);
         }
     }
 
@@ -232,7 +252,7 @@ impl ViewerApp {
         let done = self
             .with_edit_layer(|s, l, ct| s.apply(l, ct, grid, index, &pixels, &rule, description));
         if done.unwrap_or(0) > 0 {
-            self.edited();
+            self.edited(true);
         }
     }
 
@@ -262,7 +282,25 @@ impl ViewerApp {
                     axis.name().to_lowercase()
                 ),
             );
-            self.edited();
+            self.edited(true);
         }
     }
+}
+
+/// Re-count the voxels of `step` in `comparison` (see [`Edit::changes`]); `false`
+/// when the step does not fit the prediction's grid (then the caller compares anew).
+fn count_step(
+    comparison: &mut crate::viewdata::Comparison,
+    step: &Edit,
+    forward: bool,
+    pred: &crate::labels::LabelVolume,
+) -> bool {
+    let [ni, nj, _] = pred.shape();
+    let data = pred.data();
+    step.changes(forward).all(|(k, offset, old, new)| {
+        offset < ni * nj
+            && data
+                .get(k * ni * nj + offset)
+                .is_some_and(|&p| comparison.change_voxel(k, old, new, p))
+    })
 }
