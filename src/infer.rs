@@ -51,7 +51,7 @@ pub enum InferError {
     Cancelled,
     /// A weight or BatchNorm statistic does not fit the requested type.
     #[error(
-        "the model has a value of magnitude {largest:.3e}, beyond what {precision} can hold ({limit:.0}); use --precision bf16 or f32"
+        "the model has a value of magnitude {largest:.3e}, beyond what {precision} can hold ({limit:.0}); choose bf16 or f32 (--precision)"
     )]
     OutOfRange {
         /// The requested precision.
@@ -63,7 +63,7 @@ pub enum InferError {
     },
     /// The device cannot compute in the requested precision.
     #[error(
-        "{device} cannot compute in {precision} (its driver does not offer that type); use --precision f32"
+        "{device} cannot compute in {precision} (its driver does not offer that type); choose f32 (--precision f32)"
     )]
     UnsupportedPrecision {
         /// The device, as `select` describes it.
