@@ -308,6 +308,47 @@ fn cli_multilabel_and_per_structure_outputs_agree() {
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
+/// `ctseg bench --volume CT --model RUN` predicts the whole CT with the trained
+/// weights, in the precision asked for, and reports what it found.
+#[test]
+fn bench_measures_a_whole_volume_with_trained_weights() {
+    let Some(run) = trained_run() else { return };
+    let Some(ct) = common::shared("totalseg/s0001/ct.nii.gz") else {
+        return;
+    };
+    let r = common::ctseg(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "--no-train",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--batch-size",
+        "2",
+        "--input-size",
+        "64",
+        "--base-channels",
+        "8",
+        "--precision",
+        "f16",
+        "--volume",
+        &ct.to_string_lossy(),
+        "--model",
+        &run.to_string_lossy(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON report");
+    assert_eq!(report["precision"], "f16");
+    let volume = &report["volume"];
+    assert_eq!(volume["shape"], serde_json::json!([122, 101, 30]));
+    assert!(volume["slices_per_s"].as_f64().is_some_and(|v| v > 0.0));
+    let found = volume["structures_found"].as_u64().expect("structures_found");
+    assert!(found >= 2, "liver and spleen at least, found {found}");
+}
+
 #[test]
 fn bad_models_and_inputs_are_clear_errors() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -48,6 +48,11 @@ pub struct BenchArgs {
     /// benchmark model and report slices/s and peak memory.
     #[arg(long)]
     pub volume: Option<std::path::PathBuf>,
+    /// Predict `--volume` with these trained weights (run folder, checkpoint folder or
+    /// file) instead of the random benchmark model. A random model finds no structure,
+    /// so the resampling and labelling of found structures is not measured without one.
+    #[arg(long, requires = "volume")]
+    pub model: Option<std::path::PathBuf>,
     /// Float type of the inference measurements (training is always f32).
     #[arg(long, value_enum, default_value_t = crate::infer::Precision::F32)]
     pub precision: crate::infer::Precision,
@@ -86,6 +91,8 @@ pub struct BenchReport {
 pub struct VolumeBench {
     /// CT shape.
     pub shape: [usize; 3],
+    /// Structures in the prediction (none with the random benchmark model).
+    pub structures_found: usize,
     /// End-to-end seconds (preprocessing, inference, resampling, labels).
     pub seconds: f64,
     /// Axial slices per second.
@@ -231,23 +238,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let volume = match &args.volume {
         Some(path) => {
             let ct = crate::io::load_ct(path)?.volume;
-            let predictor = crate::infer::Predictor::from_model(
-                model.clone(),
-                config.clone(),
-                device.clone(),
-                args.backend,
-            )
+            let predictor = match &args.model {
+                Some(weights) => {
+                    crate::infer::Predictor::load(weights, device.clone(), args.backend)?
+                }
+                None => crate::infer::Predictor::from_model(
+                    model.clone(),
+                    config.clone(),
+                    device.clone(),
+                    args.backend,
+                ),
+            }
             .with_precision(precision, &selected.describe())?;
             let options = crate::infer::PredictOptions {
                 batch_size: b,
                 ..Default::default()
             };
             let t = Instant::now();
-            predictor.predict(&ct, &options, &mut |_, _| true)?;
+            let labels = predictor.predict(&ct, &options, &mut |_, _| true)?;
             let seconds = t.elapsed().as_secs_f64();
             let shape = ct.shape();
+            let structures_found = crate::labels::label_counts(&labels)
+                .iter()
+                .skip(1)
+                .filter(|&&c| c > 0)
+                .count();
             Some(VolumeBench {
                 shape,
+                structures_found,
                 seconds,
                 slices_per_s: shape[2] as f64 / seconds,
                 peak_rss_mb: peak_rss_mb(),
@@ -293,13 +311,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
         if let Some(v) = &report.volume {
             t += &format!(
-                "whole volume {}×{}×{}: {:.2} s, {:.2} slices/s, peak RSS {}\n",
+                "whole volume {}×{}×{}: {:.2} s, {:.2} slices/s, peak RSS {}, {} structures found\n",
                 v.shape[0],
                 v.shape[1],
                 v.shape[2],
                 v.seconds,
                 v.slices_per_s,
-                v.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0} MB"))
+                v.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0} MB")),
+                v.structures_found
             );
         }
         t
