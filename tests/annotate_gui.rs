@@ -494,6 +494,10 @@ fn opening_another_ct_keeps_unsaved_edits_for_recovery() {
         &[CENTRE, CENTRE + egui::vec2(50.0, 30.0)],
         Modifiers::NONE,
     );
+    // An autosave of the first stroke is still running when the second stroke and
+    // the new CT come: the recovery file must end up with both strokes.
+    h.state_mut().autosave_now();
+    drag(&mut h, &[CENTRE + egui::vec2(0.0, 90.0)], Modifiers::NONE);
     let painted = edited(&h);
     assert!(painted.data().iter().any(|&l| l != 0));
     h.state_mut().open_sample();

@@ -345,7 +345,9 @@ fn bench_measures_a_whole_volume_with_trained_weights() {
     let volume = &report["volume"];
     assert_eq!(volume["shape"], serde_json::json!([122, 101, 30]));
     assert!(volume["slices_per_s"].as_f64().is_some_and(|v| v > 0.0));
-    let found = volume["structures_found"].as_u64().expect("structures_found");
+    let found = volume["structures_found"]
+        .as_u64()
+        .expect("structures_found");
     assert!(found >= 2, "liver and spleen at least, found {found}");
 }
 

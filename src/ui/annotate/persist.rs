@@ -108,13 +108,16 @@ impl ViewerApp {
             && let (Some(info), Some(layer)) = (self.recovery_info(), self.gt.clone())
         {
             // A running autosave of the same CT must not finish after this write and
-            // replace it with older labels.
-            self.wait_autosave(Duration::from_secs(60));
+            // replace it with older labels: the writer waits for it first.
+            let autosave = self.annotator.autosave_rx.take();
             let dir = self.annotator.recovery_dir.clone();
             let tx = self.annotator.departed_tx.clone();
             let ctx = self.ctx.clone();
             let name = info.ct_name.clone();
             self.spawn_writer(move || {
+                if let Some(rx) = autosave {
+                    let _ = rx.recv();
+                }
                 let r = write_recovery(&dir, &info, &layer.display).map_err(|e| e.to_string());
                 let _ = tx.send((name, r));
                 ctx.request_repaint();
