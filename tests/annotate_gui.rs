@@ -522,11 +522,7 @@ fn opening_another_ct_keeps_unsaved_edits_for_recovery() {
 /// whole-volume comparison gives, with no worker job.
 #[test]
 fn edits_update_the_comparison_in_place() {
-    let (Some(ct), Some(gt), Some(pred)) = (
-        common::shared("totalseg/s0001/ct.nii.gz"),
-        common::shared("totalseg/s0001/seg_full_multilabel.nii.gz"),
-        common::shared("totalseg/s0001/seg_fast_multilabel.nii.gz"),
-    ) else {
+    let Some((ct, gt, pred)) = common::s0001_ct_gt_pred() else {
         return;
     };
     let rec = tempfile::tempdir().expect("tempdir");

@@ -50,11 +50,8 @@ impl Data {
 }
 
 fn data() -> Option<Data> {
-    Some(Data {
-        ct: common::shared("totalseg/s0001/ct.nii.gz")?,
-        gt: common::shared("totalseg/s0001/seg_full_multilabel.nii.gz")?,
-        pred: common::shared("totalseg/s0001/seg_fast_multilabel.nii.gz")?,
-    })
+    let (ct, gt, pred) = common::s0001_ct_gt_pred()?;
+    Some(Data { ct, gt, pred })
 }
 
 /// The real app in a harness, with `startup` loaded and every job finished.
@@ -340,11 +337,7 @@ fn render_state() -> Option<eframe::egui_wgpu::RenderState> {
 
 #[test]
 fn shader_matches_cpu_compositor_on_real_slices() {
-    let (Some(ct), Some(gt), Some(pred)) = (
-        common::shared("totalseg/s0001/ct.nii.gz"),
-        common::shared("totalseg/s0001/seg_full_multilabel.nii.gz"),
-        common::shared("totalseg/s0001/seg_fast_multilabel.nii.gz"),
-    ) else {
+    let Some((ct, gt, pred)) = common::s0001_ct_gt_pred() else {
         return;
     };
     let Some(rs) = render_state() else { return };

@@ -10,6 +10,16 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     ctseg::testdata::shared_path(rel)
 }
 
+/// s0001's CT, its full-model segmentation (as GT) and its fast-model one (as
+/// prediction), or `None` (test skips; fails under CI=true).
+pub fn s0001_ct_gt_pred() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    Some((
+        shared("totalseg/s0001/ct.nii.gz")?,
+        shared("totalseg/s0001/seg_full_multilabel.nii.gz")?,
+        shared("totalseg/s0001/seg_fast_multilabel.nii.gz")?,
+    ))
+}
+
 /// Output of one `ctseg` run.
 pub struct Run {
     pub code: i32,
