@@ -271,6 +271,7 @@ fn cli_multilabel_and_per_structure_outputs_agree() {
             .collect::<Vec<_>>(),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("slower than f32"), "{}", r.stderr);
     let full_labels = ctseg::io::segmentation::load_segmentation(&multi)
         .expect("f32")
         .labels;

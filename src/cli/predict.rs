@@ -84,6 +84,12 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     let selected = backend::select(args.backend)?;
     let predictor = Predictor::load(&args.model, selected.device.clone(), args.backend)?
         .with_precision(args.precision, &selected.describe())?;
+    if args.backend == BackendKind::Cpu && args.precision != Precision::F32 {
+        eprintln!(
+            "warning: {} on the CPU is slower than f32 (no native half arithmetic); it pays off on GPUs",
+            args.precision
+        );
+    }
     if !args.quiet {
         eprintln!(
             "model {} on {} in {}",
