@@ -3,7 +3,7 @@
 //! build: the first one compiles Burn in release, 20–40 min on 2 cores).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ctseg::augment::{AugmentConfig, augment};
+use ctseg_ml::augment::{AugmentConfig, augment};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

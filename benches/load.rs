@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ctseg::io::nifti;
+use ctseg_core::io::nifti;
 
 fn files() -> Vec<PathBuf> {
-    let root = ctseg::testdata::shared_root();
+    let root = ctseg_core::testdata::shared_root();
     let mut files: Vec<PathBuf> = ["totalseg/s0001/ct.nii.gz", "totalseg/ct_112slices.nii.gz"]
         .iter()
         .map(|f| root.join(f))

@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 if [[ -z "${CTSEG_BIN:-}" ]]; then
     # `cargo test --no-run` shares the test build's features (a plain `cargo build`
     # would unify features differently and recompile the ML stack).
-    cargo test --no-run --quiet >/dev/null
+    cargo test --workspace --no-run --quiet >/dev/null
     CTSEG_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c \
         'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/ctseg
 fi

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 #[cfg(not(feature = "gui"))]
 use clap::CommandFactory;
 use clap::Parser;
-use ctseg::cli::{Cli, Command, eval, info, phantom};
-#[cfg(feature = "ml")]
-use ctseg::cli::{bench, predict, train};
+use ctseg::cli::{Cli, Command, bench, eval, info, phantom, predict, train};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -15,11 +13,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Eval(args)) => eval::run(args),
-        #[cfg(feature = "ml")]
         Some(Command::Train(args)) => train::run(args),
-        #[cfg(feature = "ml")]
         Some(Command::Predict(args)) => predict::run(args),
-        #[cfg(feature = "ml")]
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Phantom(args)) => phantom::run(args),
         #[cfg(feature = "gui")]
@@ -27,10 +22,9 @@ fn main() -> ExitCode {
         #[cfg(feature = "gui")]
         None => ctseg::cli::view::run_view(&Default::default()),
         #[cfg(not(feature = "gui"))]
-        None => {
-            let _ = Cli::command().print_help();
-            return ExitCode::SUCCESS;
-        }
+        None => Cli::command()
+            .print_help()
+            .map_err(|e| anyhow::anyhow!("could not print the help: {e}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

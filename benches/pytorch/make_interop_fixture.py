@@ -1,5 +1,5 @@
-"""Write tests/fixtures/pytorch_unet_tiny.safetensors and its PyTorch logits
-(tests/fixtures/pytorch_unet_tiny.json) for tests/pytorch_interop.rs: a tiny U-Net
+"""Write crates/ctseg-ml/tests/fixtures/pytorch_unet_tiny.safetensors and its PyTorch logits
+(crates/ctseg-ml/tests/fixtures/pytorch_unet_tiny.json) for crates/ctseg-ml/tests/it/pytorch_interop.rs: a tiny U-Net
 (base 2, depth 2, 3 classes) with random weights and random BatchNorm statistics, run
 in eval mode on a fixed 1×1×16×16 input."""
 import json
@@ -25,7 +25,7 @@ model.eval()
 x = torch.tensor([[(((i * 37 + j * 11) % 17) / 17.0) for j in range(16)] for i in range(16)]).reshape(1, 1, 16, 16)
 with torch.no_grad():
     logits = model(x)
-out = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures")
+out = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "ctseg-ml", "tests", "fixtures")
 state = {k: v.contiguous() for k, v in model.state_dict().items() if "num_batches_tracked" not in k}
 save_file(state, os.path.join(out, "pytorch_unet_tiny.safetensors"))
 with open(os.path.join(out, "pytorch_unet_tiny.json"), "w") as f:

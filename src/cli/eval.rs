@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::cli::{emit, print_warnings};
-use crate::io::segmentation::{check_same_grid, load_segmentation};
-use crate::metrics::{Evaluation, evaluate};
-use crate::structures::catalog;
+use ctseg_core::io::segmentation::{check_same_grid, load_segmentation};
+use ctseg_core::metrics::{Evaluation, evaluate};
+use ctseg_core::structures::catalog;
 
 /// Arguments of `ctseg eval`.
 #[derive(Debug, clap::Args)]

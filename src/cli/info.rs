@@ -8,11 +8,12 @@ use serde::Serialize;
 use std::fmt::Write as _;
 
 use crate::cli::{emit, print_warnings};
-use crate::geometry::{Affine, Geometry};
-use crate::io::segmentation::{LoadedSegmentation, load_per_structure, load_segmentation};
-use crate::io::{CtFormat, LoadedCt, dataset, load_ct, nifti};
-use crate::labels::label_counts;
-use crate::structures::catalog;
+use ctseg_core::dataset;
+use ctseg_core::geometry::{Affine, Geometry};
+use ctseg_core::io::segmentation::{LoadedSegmentation, load_per_structure, load_segmentation};
+use ctseg_core::io::{CtFormat, LoadedCt, load_ct, nifti};
+use ctseg_core::labels::label_counts;
+use ctseg_core::structures::catalog;
 
 /// Arguments of `ctseg info`.
 #[derive(Debug, clap::Args)]
@@ -71,7 +72,7 @@ fn is_label_map(info: &nifti::NiftiInfo) -> bool {
     let has_table = info
         .extensions
         .iter()
-        .any(|e| matches!(crate::labels::parse_label_table(&e.data), Ok(Some(_))));
+        .any(|e| matches!(ctseg_core::labels::parse_label_table(&e.data), Ok(Some(_))));
     has_table || info.intent_code == nifti::INTENT_LABEL || info.datatype == nifti::DataType::U8
 }
 
@@ -132,8 +133,8 @@ fn seg_report(path: &Path, format: &str, seg: &LoadedSegmentation, dtype: String
 /// Build the report for `path`.
 pub fn build_report(path: &Path) -> Result<InfoReport> {
     if path.is_dir() {
-        if dataset::is_totalseg_subject(path) {
-            let subject = dataset::load_totalseg_subject(path)?;
+        if dataset::is_subject(path) {
+            let subject = dataset::load_subject(path)?;
             let mut r = ct_report(path, &subject.ct);
             r.format = CtFormat::TotalSeg.name().to_string();
             r.labels = Some(labels_of(&subject.segmentation));

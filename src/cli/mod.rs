@@ -1,14 +1,11 @@
 //! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `bench`, `phantom`
 //! and `view` (the desktop app).
 
-#[cfg(feature = "ml")]
 pub mod bench;
 pub mod eval;
 pub mod info;
 pub mod phantom;
-#[cfg(feature = "ml")]
 pub mod predict;
-#[cfg(feature = "ml")]
 pub mod train;
 #[cfg(feature = "gui")]
 pub mod view;
@@ -32,13 +29,10 @@ pub enum Command {
     /// Compare a predicted segmentation with the ground truth, per structure.
     Eval(eval::EvalArgs),
     /// Train the U-Net on a dataset into a run folder.
-    #[cfg(feature = "ml")]
     Train(train::TrainArgs),
     /// Segment a CT with a trained model.
-    #[cfg(feature = "ml")]
     Predict(predict::PredictArgs),
     /// Measure training/inference throughput and check a backend against the CPU.
-    #[cfg(feature = "ml")]
     Bench(bench::BenchArgs),
     /// Write a synthetic TotalSegmentator-layout dataset of abdominal phantoms.
     Phantom(phantom::PhantomArgs),
@@ -61,5 +55,30 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The README's command synopsis lists every flag every subcommand has.
+    #[test]
+    fn readme_lists_every_flag() {
+        let readme = include_str!("../../README.md");
+        let mut missing = Vec::new();
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long()
+                    && !matches!(long, "help" | "version")
+                    && !readme.contains(&format!("--{long}"))
+                {
+                    missing.push(format!("{} --{long}", sub.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "README lacks {missing:?}");
     }
 }

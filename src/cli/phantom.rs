@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::cli::emit;
-use crate::phantom::{CANONICAL_FOV_MM, PhantomConfig, Split, write_dataset_with};
+use ctseg_core::phantom::{CANONICAL_FOV_MM, PhantomConfig, Split, write_dataset_with};
 
 /// Arguments of `ctseg phantom`.
 #[derive(Debug, clap::Args)]

@@ -6,11 +6,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::{self, BackendKind};
 use crate::cli::print_warnings;
-use crate::infer::{Precision, PredictOptions, Predictor};
-use crate::io::load_ct;
-use crate::io::segmentation::{save_multilabel, save_per_structure};
+use ctseg_core::io::load_ct;
+use ctseg_core::io::segmentation::{save_multilabel, save_per_structure};
+use ctseg_ml::backend::{self, BackendKind};
+use ctseg_ml::infer::{Precision, PredictOptions, Predictor};
 
 /// Arguments of `ctseg predict`.
 #[derive(Debug, clap::Args)]
@@ -149,7 +149,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     } else {
         save_multilabel(&args.out, &labels)?;
     }
-    let present = crate::labels::label_counts(&labels)
+    let present = ctseg_core::labels::label_counts(&labels)
         .iter()
         .skip(1)
         .filter(|&&c| c > 0)

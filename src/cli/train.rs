@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::BackendKind;
-use crate::model::LossKind;
-use crate::train::{
+use ctseg_ml::backend::BackendKind;
+use ctseg_ml::model::LossKind;
+use ctseg_ml::train::{
     EventBus, FinishReason, TrainConfig, TrainControl, TrainEvent, load_run_config, train,
 };
 
@@ -182,7 +182,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let control = control.clone();
         let mut presses = 0;
         // A second Ctrl-C quits at once.
-        let _ = ctrlc::set_handler(move || {
+        let handler = ctrlc::set_handler(move || {
             presses += 1;
             if presses > 1 {
                 std::process::exit(130);
@@ -192,6 +192,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             );
             control.cancel();
         });
+        // Without the handler Ctrl-C ends the process at once and `last` is not
+        // saved: say so rather than promise a clean stop.
+        if let Err(e) = handler {
+            eprintln!(
+                "warning: could not install the Ctrl-C handler ({e}); Ctrl-C will stop without saving checkpoints/last"
+            );
+        }
     }
     let mut bus = EventBus::new();
     let events = bus.subscribe();
@@ -199,7 +206,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let printer = std::thread::spawn(move || print_progress(events, quiet));
     let result = train(&config, &run_dir, resume, &mut bus, &control);
     drop(bus);
-    let _ = printer.join();
+    if printer.join().is_err() {
+        eprintln!("warning: the progress printer stopped early; the run itself is unaffected");
+    }
     let summary = result?;
     let best = match (summary.best_val_dice, summary.best_epoch) {
         (Some(d), Some(e)) => format!("best val Dice {d:.4} at epoch {e}"),

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::annotate::EditSource;
-use crate::render::Axis;
-use crate::structures::catalog;
-use crate::ui::{CompareMode, Layout, Startup, run};
-use crate::window::{PRESETS, Window};
+use ctseg_core::annotate::EditSource;
+use ctseg_core::slicing::Axis;
+use ctseg_core::structures::catalog;
+use ctseg_core::window::{PRESETS, Window};
+use ctseg_viewer::{CompareMode, Layout, Startup, run};
 
 /// Arguments of `ctseg view`.
 #[derive(Debug, Args, Default)]

@@ -1,0 +1,15 @@
+//! ctseg-ml: the model layer on Burn — run-time device choice ([`backend`]), the
+//! 2-D U-Net, its losses and checkpoints ([`model`]), augmentation ([`augment`]), the
+//! preprocessed slice cache and batch loader ([`data`]), whole-volume inference
+//! ([`infer`]), the training engine ([`train`]) and throughput measurement
+//! ([`bench`]). It builds on `ctseg-core` and knows nothing of egui.
+
+#![warn(missing_docs)]
+
+pub mod augment;
+pub mod backend;
+pub mod bench;
+pub mod data;
+pub mod infer;
+pub mod model;
+pub mod train;

@@ -1,0 +1,261 @@
+//! The 2-D U-Net: DoubleConv encoder blocks with 2×2 max-pooling, a bottleneck,
+//! transposed-convolution upsampling with skip concatenation, and a 1×1 head with one
+//! logit per structure (sigmoid per channel: multi-label).
+//!
+//! Parameter names follow the PyTorch module in `benches/pytorch/unet.py`
+//! (`encoders.0.conv1.weight`, `encoders.0.bn1.running_mean`, `ups.0.weight`,
+//! `head.bias`, …) so weights move between the two through safetensors.
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use serde::{Deserialize, Serialize};
+
+/// Initial bias of the output logits: logit(0.01).
+pub const HEAD_BIAS_INIT: f64 = -4.59511985;
+
+/// Shape of the network. The design's model is the default: base 32, depth 4
+/// (encoder 32-64-128-256, bottleneck 512), 117 classes, 256×256 input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UNetConfig {
+    /// Input channels (1: one windowed CT slice).
+    pub in_channels: usize,
+    /// Output channels: one logit per structure.
+    pub num_classes: usize,
+    /// Width of the first encoder block; each level doubles it.
+    pub base_channels: usize,
+    /// Number of encoder levels (pooling steps).
+    pub depth: usize,
+    /// Side of the square model input in pixels (a multiple of `2^depth`).
+    pub input_size: usize,
+}
+
+impl Default for UNetConfig {
+    fn default() -> Self {
+        UNetConfig {
+            in_channels: 1,
+            num_classes: ctseg_core::structures::NUM_STRUCTURES,
+            base_channels: 32,
+            depth: 4,
+            input_size: 256,
+        }
+    }
+}
+
+impl UNetConfig {
+    /// Check that the configuration describes a buildable network.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.in_channels == 0 || self.num_classes == 0 || self.base_channels == 0 {
+            return Err("in_channels, num_classes and base_channels must be positive".into());
+        }
+        if self.depth == 0 || self.depth > 7 {
+            return Err(format!("depth must be 1..=7, got {}", self.depth));
+        }
+        if self.num_classes > 255 {
+            return Err(format!(
+                "num_classes must fit a u8 label map (≤255), got {}",
+                self.num_classes
+            ));
+        }
+        let factor = 1usize << self.depth;
+        if self.input_size < factor || !self.input_size.is_multiple_of(factor) {
+            return Err(format!(
+                "input_size {} must be a positive multiple of 2^depth = {factor}",
+                self.input_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// Channel widths of the encoder levels, e.g. `[32, 64, 128, 256]`.
+    pub fn encoder_widths(&self) -> Vec<usize> {
+        (0..self.depth).map(|i| self.base_channels << i).collect()
+    }
+
+    /// Build the network with freshly initialised weights on `device`.
+    pub fn init(&self, device: &Device) -> UNet {
+        let widths = self.encoder_widths();
+        let mut encoders = Vec::with_capacity(self.depth);
+        let mut in_c = self.in_channels;
+        for &w in &widths {
+            encoders.push(DoubleConv::new(in_c, w, device));
+            in_c = w;
+        }
+        let bottom = self.base_channels << self.depth;
+        let bottleneck = DoubleConv::new(in_c, bottom, device);
+        let mut ups = Vec::with_capacity(self.depth);
+        let mut decoders = Vec::with_capacity(self.depth);
+        let mut c = bottom;
+        for &w in widths.iter().rev() {
+            ups.push(
+                ConvTranspose2dConfig::new([c, w], [2, 2])
+                    .with_stride([2, 2])
+                    .init(device),
+            );
+            decoders.push(DoubleConv::new(2 * w, w, device));
+            c = w;
+        }
+        let mut head = Conv2dConfig::new([c, self.num_classes], [1, 1]).init(device);
+        // Start every structure at a prior probability of 1 % (bias = logit(0.01)), as
+        // RetinaNet does for rare foreground: most pixels are background for almost
+        // every class, and from p = 0.5 Adam would spend hundreds of steps just
+        // lowering the biases.
+        head.bias = Some(Param::from_tensor(Tensor::full(
+            [self.num_classes],
+            HEAD_BIAS_INIT,
+            device,
+        )));
+        UNet {
+            encoders,
+            bottleneck,
+            ups,
+            decoders,
+            head,
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+        }
+    }
+
+    /// Number of trainable parameters (without BatchNorm running statistics).
+    pub fn num_params(&self) -> usize {
+        let conv = |i: usize, o: usize, k: usize| i * o * k * k + o;
+        let double = |i: usize, o: usize| conv(i, o, 3) + conv(o, o, 3) + 4 * o;
+        let widths = self.encoder_widths();
+        let mut n = 0;
+        let mut in_c = self.in_channels;
+        for &w in &widths {
+            n += double(in_c, w);
+            in_c = w;
+        }
+        let bottom = self.base_channels << self.depth;
+        n += double(in_c, bottom);
+        let mut c = bottom;
+        for &w in widths.iter().rev() {
+            n += conv(c, w, 2) + double(2 * w, w);
+            c = w;
+        }
+        n + conv(c, self.num_classes, 1)
+    }
+}
+
+/// Conv3×3 → BatchNorm → ReLU → Conv3×3 → BatchNorm → ReLU.
+#[derive(Module, Debug)]
+pub struct DoubleConv {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+}
+
+impl DoubleConv {
+    fn new(in_c: usize, out_c: usize, device: &Device) -> Self {
+        let conv = |i: usize| {
+            Conv2dConfig::new([i, out_c], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        DoubleConv {
+            conv1: conv(in_c),
+            bn1: BatchNormConfig::new(out_c).init(device),
+            conv2: conv(out_c),
+            bn2: BatchNormConfig::new(out_c).init(device),
+        }
+    }
+
+    /// Apply the block to `[batch, channels, height, width]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        relu(self.bn2.forward(self.conv2.forward(x)))
+    }
+}
+
+/// The U-Net. Build it with [`UNetConfig::init`].
+#[derive(Module, Debug)]
+pub struct UNet {
+    encoders: Vec<DoubleConv>,
+    bottleneck: DoubleConv,
+    ups: Vec<ConvTranspose2d>,
+    decoders: Vec<DoubleConv>,
+    head: Conv2d,
+    pool: MaxPool2d,
+}
+
+impl UNet {
+    /// Logits `[batch, classes, h, w]` for input `[batch, in_channels, h, w]` (h and w
+    /// multiples of `2^depth`).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut skips = Vec::with_capacity(self.encoders.len());
+        let mut x = x;
+        for encoder in &self.encoders {
+            x = encoder.forward(x);
+            skips.push(x.clone());
+            x = self.pool.forward(x);
+        }
+        x = self.bottleneck.forward(x);
+        for ((up, decoder), skip) in self
+            .ups
+            .iter()
+            .zip(&self.decoders)
+            .zip(skips.into_iter().rev())
+        {
+            let upsampled = up.forward(x);
+            x = decoder.forward(Tensor::cat(vec![skip, upsampled], 1));
+        }
+        self.head.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> UNetConfig {
+        UNetConfig {
+            in_channels: 1,
+            num_classes: 5,
+            base_channels: 4,
+            depth: 2,
+            input_size: 16,
+        }
+    }
+
+    #[test]
+    fn default_is_the_design_model() {
+        let c = UNetConfig::default();
+        assert_eq!(c.encoder_widths(), vec![32, 64, 128, 256]);
+        assert_eq!(c.base_channels << c.depth, 512);
+        assert_eq!(c.num_classes, 117);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn validation_rejects_bad_shapes() {
+        let mut c = tiny();
+        c.input_size = 18;
+        assert!(c.validate().unwrap_err().contains("multiple"));
+        c.input_size = 16;
+        c.num_classes = 300;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn forward_shape_and_param_count() {
+        let device = Device::flex();
+        let config = tiny();
+        let model = config.init(&device);
+        let x = Tensor::<4>::zeros([2, 1, 16, 16], &device);
+        assert_eq!(model.forward(x).dims(), [2, 5, 16, 16]);
+        // Module::num_params counts BatchNorm running stats too (2 per channel).
+        let bn_channels: usize = 2 * (4 + 8) + 2 * 16 + 2 * (8 + 4);
+        assert_eq!(model.num_params(), config.num_params() + 2 * bn_channels);
+    }
+
+    #[test]
+    fn design_model_has_about_7_8_million_parameters() {
+        let n = UNetConfig::default().num_params();
+        assert!((7_700_000..7_900_000).contains(&n), "{n}");
+    }
+}

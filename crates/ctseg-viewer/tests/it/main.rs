@@ -1,0 +1,6 @@
+//! Integration tests, one binary (linked once): each module is one former test file.
+
+mod annotate_gui;
+mod common;
+mod training_gui;
+mod viewer;

@@ -1,0 +1,275 @@
+//! Every kind of bad input gives a non-zero exit and one line naming the file and
+//! the problem — never a panic.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Header, ctseg, gunzip, gzip_to, shared, tempdir};
+use ctseg_core::Volume;
+use ctseg_core::geometry::Geometry;
+use ctseg_core::io::nifti::{self, WriteOptions};
+
+/// A valid, poorly compressible CT-like file (pseudo-random HU).
+fn valid_ct(dir: &Path) -> PathBuf {
+    let g = Geometry::new(
+        [64, 64, 16],
+        [
+            [0.8, 0.0, 0.0, 0.0],
+            [0.0, 0.8, 0.0, 0.0],
+            [0.0, 0.0, 2.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ],
+    );
+    let mut x = 12345u32;
+    let data: Vec<i16> = (0..g.voxel_count())
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((x >> 16) % 3000) as i16 - 1000
+        })
+        .collect();
+    let path = dir.join("valid.nii.gz");
+    nifti::write(
+        &path,
+        &Volume::new(g, data).expect("voxels"),
+        &WriteOptions::default(),
+    )
+    .expect("write");
+    path
+}
+
+/// Assert `ctseg args` fails cleanly with a message naming `names` and `expected`.
+fn assert_clean_failure(case: &str, args: &[&str], names: &[&str], expected: &str) {
+    let run = ctseg(args);
+    assert_ne!(run.code, 0, "{case}: should fail\nstdout: {}", run.stdout);
+    assert!(
+        !run.stderr.contains("panicked"),
+        "{case}: panicked: {}",
+        run.stderr
+    );
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "{case}: one error line expected: {}",
+        run.stderr
+    );
+    let line = errors[0];
+    for n in names {
+        assert!(line.contains(n), "{case}: {line:?} should name {n}");
+    }
+    assert!(
+        line.to_lowercase().contains(&expected.to_lowercase()),
+        "{case}: {line:?} should say {expected:?}"
+    );
+    assert!(run.stdout.is_empty(), "{case}: no output on failure");
+}
+
+#[test]
+fn bad_files_give_one_clear_line() {
+    let dir = tempdir();
+    let d = dir.path();
+    let valid = valid_ct(d);
+    let compressed = std::fs::read(&valid).expect("read");
+    let raw = gunzip(&valid);
+
+    let mut cases: Vec<(&str, PathBuf, &str)> = Vec::new();
+    let mut add = |name: &'static str, file: &str, bytes: Vec<u8>, expected: &'static str| {
+        let p = d.join(file);
+        std::fs::write(&p, bytes).expect("write");
+        cases.push((name, p, expected));
+    };
+    add("empty file", "empty.nii.gz", vec![], "empty file");
+    add(
+        "garbage",
+        "garbage.nii",
+        (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        "not a NIfTI file",
+    );
+    add(
+        "garbage named .gz",
+        "garbage.nii.gz",
+        b"this is a text file, not a CT".repeat(40),
+        "not a NIfTI file",
+    );
+    add(
+        "truncated gzip",
+        "truncated.nii.gz",
+        compressed[..compressed.len() / 2].to_vec(),
+        "truncated",
+    );
+    let mut corrupt = compressed.clone();
+    let mid = corrupt.len() / 2;
+    for b in &mut corrupt[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    add("corrupt gzip", "corrupt.nii.gz", corrupt, "corrupt");
+    add(
+        "header only (raw)",
+        "header_only.nii",
+        raw[..352].to_vec(),
+        "truncated",
+    );
+    add(
+        "short header",
+        "short.nii",
+        raw[..100].to_vec(),
+        "not a NIfTI file",
+    );
+    let mut two = vec![0u8; 600];
+    two[0..4].copy_from_slice(&540i32.to_le_bytes());
+    add("NIfTI-2", "nifti2.nii", two, "NIfTI-2");
+    let mut h = Header::new([4, 4, 4], 4, 16);
+    h.dim = [4, 4, 4, 4, 5, 1, 1, 1];
+    let mut four = h.bytes();
+    four.extend(vec![0u8; 4 * 4 * 4 * 5 * 2]);
+    add("4-D", "fourd.nii", four, "4-D");
+    let mut complex = Header::new([2, 2, 2], 32, 64).bytes();
+    complex.extend(vec![0u8; 64]);
+    add("complex voxels", "complex.nii", complex, "voxel type");
+    let mut zero_dim = Header::new([2, 0, 2], 4, 16).bytes();
+    zero_dim.extend(vec![0u8; 16]);
+    add("zero dimension", "zerodim.nii", zero_dim, "invalid dim");
+    let mut negative_dim = Header::new([2, -3, 2], 4, 16).bytes();
+    negative_dim.extend(vec![0u8; 16]);
+    add(
+        "negative dimension",
+        "negdim.nii",
+        negative_dim,
+        "invalid dim[2] = -3",
+    );
+    let mut lying = Header::new([30000, 30000, 30000], 4, 16).bytes();
+    lying.extend(vec![0u8; 64]);
+    add(
+        "absurd shape (raw)",
+        "lying.nii",
+        lying.clone(),
+        "truncated",
+    );
+    let mut bad_offset = Header::new([2, 2, 2], 4, 16);
+    bad_offset.vox_offset = 100.0;
+    let mut bytes = bad_offset.bytes();
+    bytes.extend(vec![0u8; 16]);
+    add(
+        "vox_offset inside header",
+        "offset.nii",
+        bytes,
+        "vox_offset",
+    );
+    let mut nan_affine = Header::new([2, 2, 2], 4, 16);
+    nan_affine.srow[0][0] = f32::NAN;
+    let mut bytes = nan_affine.bytes();
+    bytes.extend(vec![0u8; 16]);
+    add("NaN affine", "nan.nii", bytes, "affine");
+    let lying_gz = d.join("lying.nii.gz");
+    gzip_to(&lying_gz, &lying);
+    cases.push(("absurd shape (gz)", lying_gz, "corrupt header"));
+
+    for (name, path, expected) in &cases {
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert_clean_failure(
+            name,
+            &["info", path.to_str().unwrap_or("")],
+            &[file],
+            expected,
+        );
+        assert_clean_failure(
+            name,
+            &[
+                "eval",
+                "--gt",
+                path.to_str().unwrap_or(""),
+                "--pred",
+                valid.to_str().unwrap_or(""),
+            ],
+            &[file],
+            expected,
+        );
+    }
+}
+
+#[test]
+fn bad_folders_and_paths() {
+    let dir = tempdir();
+    let d = dir.path();
+    let missing = d.join("nope.nii.gz");
+    assert_clean_failure(
+        "missing file",
+        &["info", missing.to_str().unwrap_or("")],
+        &["nope.nii.gz"],
+        "no such file",
+    );
+    let empty = d.join("emptydir");
+    std::fs::create_dir(&empty).expect("mkdir");
+    assert_clean_failure(
+        "empty folder",
+        &["info", empty.to_str().unwrap_or("")],
+        &["emptydir"],
+        "empty",
+    );
+    let texts = d.join("notes");
+    std::fs::create_dir(&texts).expect("mkdir");
+    std::fs::write(texts.join("a.txt"), "hello").expect("write");
+    std::fs::write(texts.join("b.dcm"), vec![0u8; 300]).expect("write");
+    assert_clean_failure(
+        "folder without DICOM",
+        &["info", texts.to_str().unwrap_or("")],
+        &["notes"],
+        "no DICOM files",
+    );
+    assert_clean_failure(
+        "eval on a folder without masks",
+        &[
+            "eval",
+            "--gt",
+            texts.to_str().unwrap_or(""),
+            "--pred",
+            texts.to_str().unwrap_or(""),
+        ],
+        &["notes"],
+        "no structure masks",
+    );
+    let subject = d.join("s0002");
+    std::fs::create_dir_all(subject.join("segmentations")).expect("mkdir");
+    std::fs::write(subject.join("ct.nii.gz"), b"").expect("write");
+    assert_clean_failure(
+        "subject with empty CT",
+        &["info", subject.to_str().unwrap_or("")],
+        &["ct.nii.gz"],
+        "empty file",
+    );
+}
+
+#[test]
+fn eval_of_different_grids_names_both_files_and_shapes() {
+    let (Some(a), Some(b)) = (
+        shared("totalseg/s0001/seg_full_multilabel.nii.gz"),
+        shared("totalseg/dicom_ct_seg_multilabel.nii.gz"),
+    ) else {
+        return;
+    };
+    assert_clean_failure(
+        "shape mismatch",
+        &[
+            "eval",
+            "--gt",
+            a.to_str().unwrap_or(""),
+            "--pred",
+            b.to_str().unwrap_or(""),
+        ],
+        &[
+            "seg_full_multilabel.nii.gz",
+            "dicom_ct_seg_multilabel.nii.gz",
+            "122×101×30",
+            "512×512×20",
+        ],
+        "do not share one voxel grid",
+    );
+}

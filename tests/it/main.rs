@@ -1,0 +1,8 @@
+//! Integration tests, one binary (linked once): each module is one former test file.
+
+mod bad_inputs;
+mod common;
+mod dashboard_follows_cli;
+mod predict;
+mod real_data;
+mod stack_pins;
