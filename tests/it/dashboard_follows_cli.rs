@@ -6,29 +6,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ctseg_viewer::testing::wait_for;
-use ctseg_viewer::{Mode, Settings, Startup, ViewerApp};
-use eframe::egui;
+use ctseg_viewer::{Mode, Startup, ViewerApp};
 use egui_kittest::Harness;
 
 const WAIT: Duration = Duration::from_secs(300);
 
 fn phantoms(dir: &Path) -> PathBuf {
-    let out = dir.join("phantoms");
-    let config = ctseg_core::phantom::PhantomConfig {
-        subjects: 3,
-        seed: 5,
-        shape: [48, 48, 12],
-        ..Default::default()
-    };
-    ctseg_core::phantom::write_dataset(&out, &config).expect("phantoms");
-    out
+    ctseg_viewer::testing::tiny_phantoms(dir)
 }
 
 fn harness(startup: Startup) -> Harness<'static, ViewerApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1500.0, 950.0))
-        .wgpu()
-        .build_eframe(|cc| ViewerApp::with_settings(cc, Settings::default(), startup))
+    ctseg_viewer::testing::harness(startup, [1500.0, 950.0])
 }
 
 struct Killed(Child);

@@ -48,17 +48,20 @@ pub fn time_training(
     let s = config.input_size;
     let ad = device.clone().autodiff();
     ad.seed(0);
-    let mut model = config.init(&ad);
+    // In an Option so the step can take it by value (no second handle on the
+    // parameters, which would keep Burn from updating them in place).
+    let mut model = Some(config.init(&ad));
     let settings = OptimSection::default();
     let mut optim = optimizer(&settings);
     let x = Tensor::<4>::random([batch, 1, s, s], Distribution::Default, &ad);
     let labels = Tensor::<3>::random([batch, s, s], Distribution::Uniform(0.0, 4.0), &ad).floor();
     let targets = one_hot_targets(labels, config.num_classes);
-    let mut times = Vec::new();
-    for i in 0..warmup + iters {
-        let t = Instant::now();
+    time_iterations(warmup, iters, on_step, || {
+        let Some(current) = model.take() else {
+            return;
+        };
         let (next, loss_value) = train_step(
-            model,
+            current,
             &mut optim,
             x.clone(),
             targets.clone(),
@@ -66,18 +69,33 @@ pub fn time_training(
             settings.lr,
             &settings,
         );
-        model = next;
         // Reading a parameter-dependent value waits for the update to finish.
-        let after = model
+        let after = next
             .forward(x.clone().narrow(0, 0, 1))
             .sum()
             .into_scalar::<f32>();
         std::hint::black_box((loss_value, after));
+        model = Some(next);
+    })
+}
+
+/// Run `body` `warmup + iters` times; the median seconds of the last `iters`.
+/// `on_iter(i, seconds)` sees every run.
+fn time_iterations(
+    warmup: usize,
+    iters: usize,
+    on_iter: &mut dyn FnMut(usize, f64),
+    mut body: impl FnMut(),
+) -> f64 {
+    let mut times = Vec::new();
+    for i in 0..warmup + iters {
+        let t = Instant::now();
+        body();
         let seconds = t.elapsed().as_secs_f64();
         if i >= warmup {
             times.push(seconds);
         }
-        on_step(i, seconds);
+        on_iter(i, seconds);
     }
     median(times)
 }
@@ -98,21 +116,13 @@ pub fn time_inference(
     let model = config.init(device);
     let cast = crate::infer::cast_floats(model, precision);
     let x = Tensor::<4>::random([batch, 1, s, s], Distribution::Default, device);
-    let mut times = Vec::new();
-    for i in 0..warmup + iters {
-        let t = Instant::now();
+    time_iterations(warmup, iters, on_batch, || {
         let logits = cast
             .forward(x.clone().cast(precision.dtype()))
             .cast(burn::tensor::FloatDType::F32);
         let labels = logits_to_labels(logits, 0.5).into_data();
         std::hint::black_box(labels);
-        let seconds = t.elapsed().as_secs_f64();
-        if i >= warmup {
-            times.push(seconds);
-        }
-        on_batch(i, seconds);
-    }
-    median(times)
+    })
 }
 
 /// Predict the whole CT `ct` end to end with `predictor` and report the rate and

@@ -85,3 +85,28 @@ pub fn wait_for(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A kittest harness of the real app (wgpu renderer) at `size` points, with default
+/// settings and `startup`.
+pub fn harness(
+    startup: crate::Startup,
+    size: [f32; 2],
+) -> egui_kittest::Harness<'static, ViewerApp> {
+    egui_kittest::Harness::builder()
+        .with_size(eframe::egui::vec2(size[0], size[1]))
+        .wgpu()
+        .build_eframe(|cc| ViewerApp::with_settings(cc, crate::Settings::default(), startup))
+}
+
+/// Three tiny phantom subjects (48×48×12) in `dir/phantoms`, for training tests.
+pub fn tiny_phantoms(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("phantoms");
+    let config = ctseg_core::phantom::PhantomConfig {
+        subjects: 3,
+        seed: 5,
+        shape: [48, 48, 12],
+        ..Default::default()
+    };
+    ctseg_core::phantom::write_dataset(&out, &config).expect("phantoms");
+    out
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ctseg_ml::train::FinishReason;
 use ctseg_viewer::training::SessionStatus;
-use ctseg_viewer::{Mode, Settings, Startup, ViewerApp};
+use ctseg_viewer::{Mode, Startup, ViewerApp};
 use eframe::egui;
 use eframe::egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -20,22 +20,11 @@ use egui_kittest::kittest::Queryable;
 use common::wait_for;
 
 fn phantoms(dir: &Path) -> PathBuf {
-    let out = dir.join("phantoms");
-    let config = ctseg_core::phantom::PhantomConfig {
-        subjects: 3,
-        seed: 5,
-        shape: [48, 48, 12],
-        ..Default::default()
-    };
-    ctseg_core::phantom::write_dataset(&out, &config).expect("phantoms");
-    out
+    ctseg_viewer::testing::tiny_phantoms(dir)
 }
 
 fn harness(startup: Startup) -> Harness<'static, ViewerApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1500.0, 950.0))
-        .wgpu()
-        .build_eframe(|cc| ViewerApp::with_settings(cc, Settings::default(), startup))
+    ctseg_viewer::testing::harness(startup, [1500.0, 950.0])
 }
 
 fn status(app: &ViewerApp) -> Option<SessionStatus> {
