@@ -49,10 +49,8 @@ pub struct ViewerApp {
     pub table: LabelTable,
     /// The selected structure.
     pub selected: Option<u8>,
-    /// Structure table filter.
-    pub search: String,
-    /// Sort the structure table by Dice (worst first) instead of by group.
-    pub sort_by_dice: bool,
+    /// The structure table's own state (search, sort order).
+    pub structures: panels::structures::StructuresPanel,
     busy: Option<Busy>,
     messages: Vec<Message>,
     predict_summary: Option<String>,
@@ -120,8 +118,7 @@ impl ViewerApp {
             zoom: HashMap::new(),
             table: LabelTable::from_catalog(catalog()),
             selected: None,
-            search: String::new(),
-            sort_by_dice: false,
+            structures: Default::default(),
             busy: None,
             messages: Vec::new(),
             predict_summary: None,
@@ -635,6 +632,20 @@ impl ViewerApp {
         Some(text)
     }
 
+    /// What the structure table shows.
+    fn structures_view(&self) -> panels::structures::StructuresView {
+        panels::structures::StructuresView {
+            voxel_mm3: self
+                .ct
+                .as_ref()
+                .map_or(0.0, |ct| ct.display.geometry().voxel_volume_mm3()),
+            gt: self.gt.clone(),
+            pred: self.pred.clone(),
+            comparison: self.comparison.clone(),
+            selected: self.selected,
+        }
+    }
+
     /// What the model panel shows besides the settings.
     fn model_view(&self) -> panels::model::ModelView {
         panels::model::ModelView {
@@ -744,9 +755,12 @@ impl eframe::App for ViewerApp {
                 ctx.request_repaint_after(Duration::from_millis(250));
             }
         } else if self.ct.is_some() {
+            let view = self.structures_view();
             egui::Panel::left("structures")
                 .default_size(330.0)
-                .show(ui, |ui| panels::structures::show(self, ui));
+                .show(ui, |ui| {
+                    commands.extend(self.structures.show(ui, &mut self.table, &view));
+                });
             let model = self.model_view();
             egui::Panel::right("model")
                 .default_size(280.0)

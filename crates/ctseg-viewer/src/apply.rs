@@ -25,6 +25,8 @@ impl ViewerApp {
             Command::OpenCt(path) => self.open_ct(path),
             Command::OpenSample => self.open_sample(),
             Command::OpenLayer(path, kind) => self.open_layer(path, kind),
+            Command::SelectStructure(label) => self.select_structure(label),
+            Command::SetAllVisible(visible) => self.set_all_visible(visible),
             Command::Undo => self.undo(),
             Command::Redo => self.redo(),
             Command::SaveEditsAgain => self.save_edits_again(),

@@ -29,6 +29,10 @@ pub enum Command {
     OpenSample,
     /// Open a segmentation as a layer.
     OpenLayer(PathBuf, LayerKind),
+    /// Select a structure and move the crosshair to where it is largest.
+    SelectStructure(u8),
+    /// Show (`true`) or hide every structure.
+    SetAllVisible(bool),
     /// Undo the last edit.
     Undo,
     /// Redo the last undone edit.

@@ -1,8 +1,7 @@
 //! The viewer's panels. Each reads the state it is handed (the persisted
 //! [`crate::settings::Settings`] it may edit in place, plus a read-only view of the
 //! study) and returns [`crate::command::Command`]s for everything else; the shell
-//! applies them after the frame. `structures` still takes the app (see
-//! ARCHITECTURE.md: it is next in line).
+//! applies them after the frame.
 
 pub mod menu;
 pub mod model;
