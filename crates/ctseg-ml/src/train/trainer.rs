@@ -132,7 +132,6 @@ fn train_inner(
         selected,
         device,
         data,
-        model,
         optim,
         state,
         last_saved: None,
@@ -142,7 +141,7 @@ fn train_inner(
     if resume {
         session.last_saved = Some(session.run.checkpoint("last"));
     }
-    session.run_epochs(resume)
+    session.run_epochs(model, resume)
 }
 
 /// The configuration a run uses: for fine-tuning (`run.init_from` on a new run) the
@@ -240,7 +239,6 @@ struct Session<'a> {
     selected: SelectedDevice,
     device: Device,
     data: TrainData,
-    model: UNet,
     optim: ModuleOptimizer,
     state: TrainState,
     last_saved: Option<PathBuf>,
@@ -249,8 +247,10 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Run epochs until the configured number, early stopping or cancellation.
-    fn run_epochs(mut self, resumed: bool) -> Result<TrainSummary, TrainError> {
+    /// Run epochs until the configured number, early stopping or cancellation. The
+    /// model is passed by value (never cloned), so Burn can update its parameters in
+    /// place.
+    fn run_epochs(mut self, mut model: UNet, resumed: bool) -> Result<TrainSummary, TrainError> {
         let config = self.config;
         let (slices, _) = all_slices(&self.data.train);
         let full_steps = slices.len().div_ceil(config.run.batch_size);
@@ -274,11 +274,13 @@ impl Session<'_> {
             let epoch_start = Instant::now()
                 .checked_sub(Duration::from_secs_f64(self.state.epoch_seconds))
                 .unwrap_or_else(Instant::now);
-            if let EpochEnd::Cancelled = self.run_batches(epoch, epoch_start, steps_per_epoch)? {
+            let (next, end) = self.run_batches(model, epoch, epoch_start, steps_per_epoch)?;
+            model = next;
+            if let EpochEnd::Cancelled = end {
                 reason = FinishReason::Cancelled;
                 break;
             }
-            if self.end_epoch(epoch, epoch_start)? {
+            if self.end_epoch(&model, epoch, epoch_start)? {
                 reason = FinishReason::EarlyStopped;
                 break;
             }
@@ -299,10 +301,11 @@ impl Session<'_> {
     /// The optimiser steps of one epoch, from the state's batch position.
     fn run_batches(
         &mut self,
+        mut model: UNet,
         epoch: usize,
         epoch_start: Instant,
         steps_per_epoch: usize,
-    ) -> Result<EpochEnd, TrainError> {
+    ) -> Result<(UNet, EpochEnd), TrainError> {
         let config = self.config;
         let batch_size = config.run.batch_size;
         let accumulate = config.optim.accumulate_steps;
@@ -338,8 +341,8 @@ impl Session<'_> {
                 // Batches of an unfinished accumulation group are redone on resume.
                 self.state.next_batch = group_start;
                 self.state.epoch_seconds = epoch_start.elapsed().as_secs_f64();
-                self.save("last", true, epoch.saturating_sub(1))?;
-                return Ok(EpochEnd::Cancelled);
+                self.save(&model, "last", true, epoch.saturating_sub(1))?;
+                return Ok((model, EpochEnd::Cancelled));
             }
             let step_start = Instant::now();
             let Some(batch) = stream.next() else { break };
@@ -358,8 +361,7 @@ impl Session<'_> {
                 config.model.num_classes,
                 &self.device,
             );
-            let (grads, loss_value) =
-                gradients(&self.model, x, targets, config.run.loss, accumulate);
+            let (grads, loss_value) = gradients(&model, x, targets, config.run.loss, accumulate);
             if !loss_value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     value: loss_value,
@@ -368,14 +370,13 @@ impl Session<'_> {
                     last_good: self.last_saved.clone(),
                 });
             }
-            accumulator.accumulate(&self.model, grads);
+            accumulator.accumulate(&model, grads);
             in_accumulation += 1;
             batch_index += 1;
             self.state.epoch_loss_sum += loss_value;
             self.state.epoch_loss_count += 1;
             if in_accumulation == accumulate || batch_index == steps_per_epoch {
-                let model = self.model.clone();
-                self.model = apply_gradients(
+                model = apply_gradients(
                     model,
                     &mut self.optim,
                     accumulator.grads(),
@@ -404,7 +405,7 @@ impl Session<'_> {
             self.bus.send(TrainEvent::Step(record));
             self.state.next_batch = batch_index;
         }
-        Ok(EpochEnd::Completed)
+        Ok((model, EpochEnd::Completed))
     }
 
     /// Block between steps while paused (until resumed or cancelled).
@@ -420,10 +421,15 @@ impl Session<'_> {
 
     /// Validate, record the epoch, update the schedule and save checkpoints. Returns
     /// whether early stopping ends the run.
-    fn end_epoch(&mut self, epoch: usize, epoch_start: Instant) -> Result<bool, TrainError> {
+    fn end_epoch(
+        &mut self,
+        model: &UNet,
+        epoch: usize,
+        epoch_start: Instant,
+    ) -> Result<bool, TrainError> {
         let config = self.config;
         self.bus.send(TrainEvent::Validating { epoch });
-        let valid_model = self.model.valid();
+        let valid_model = model.valid();
         let validation = run_validation(
             &valid_model,
             &self.data.val,
@@ -474,9 +480,9 @@ impl Session<'_> {
         state.epoch_loss_count = 0;
         state.epoch_seconds = 0.0;
         if is_best {
-            self.save("best", false, epoch)?;
+            self.save(model, "best", false, epoch)?;
         }
-        let path = self.save("last", true, epoch)?;
+        let path = self.save(model, "last", true, epoch)?;
         self.last_saved = Some(path);
         Ok(self.state.plateau.should_stop(&config.schedule))
     }
@@ -484,6 +490,7 @@ impl Session<'_> {
     /// Save checkpoint `kind` (with the optimiser when `with_optimizer`) and report it.
     fn save(
         &mut self,
+        model: &UNet,
         kind: &str,
         with_optimizer: bool,
         epoch: usize,
@@ -491,7 +498,7 @@ impl Session<'_> {
         let path = save_checkpoint(
             &self.run,
             kind,
-            &self.model,
+            model,
             self.config,
             with_optimizer.then_some(&self.optim),
             &mut self.state,
