@@ -144,6 +144,11 @@ fn training_panel_runs_pauses_and_stops_a_tiny_cpu_run() {
     // Exports.
     let csv = tmp.path().join("export.csv");
     h.state_mut().export_csv(&csv);
+    // Exports are written by background tasks.
+    assert!(
+        h.state_mut().wait_idle(Duration::from_secs(120)),
+        "the export finished"
+    );
     let text = std::fs::read_to_string(&csv).expect("csv");
     assert!(text.starts_with("epoch,train_loss,val_loss,val_dice_mean,lr,seconds"));
     assert!(text.lines().count() >= 2, "{text}");
@@ -151,6 +156,10 @@ fn training_panel_runs_pauses_and_stops_a_tiny_cpu_run() {
     assert_eq!(steps_csv.lines().count(), steps(h.state()) + 1);
     let png = tmp.path().join("plots.png");
     h.state_mut().export_plots(&png);
+    assert!(
+        h.state_mut().wait_idle(Duration::from_secs(120)),
+        "the export finished"
+    );
     assert!(image::open(&png).is_ok_and(|i| i.width() == 1000));
 
     // "Use this checkpoint" hands the best checkpoint to the model panel.

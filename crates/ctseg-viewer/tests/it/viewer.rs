@@ -254,6 +254,8 @@ fn figure_export_writes_four_panels() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("figure.png");
     h.state_mut().export_figure(&path);
+    // The PNG is written by a background task.
+    assert!(h.state_mut().wait_idle(WAIT), "the export finished");
     let img = image::open(&path).expect("a PNG").to_rgba8();
     // Axial slices of s0001 are 122×101 voxels of 3×3 mm: four panels and three gaps.
     assert_eq!((img.width(), img.height()), (4 * 122 + 3 * 4, 101));
@@ -276,6 +278,7 @@ fn figure_export_writes_four_panels() {
     // A failing export leaves a message and no file.
     h.state_mut()
         .export_figure(&dir.path().join("missing-dir/figure.png"));
+    assert!(h.state_mut().wait_idle(WAIT), "the export finished");
     assert_eq!(h.state().messages().last().unwrap().level, Level::Error);
 }
 
