@@ -5,7 +5,7 @@ safetensors export), and a CPU throughput benchmark to compare with `ctseg bench
     python3 benches/pytorch/unet.py --export weights.safetensors   # loadable by ctseg
 
 Not part of the product: a reference to measure against and to prove weight
-interoperability (see tests/pytorch_interop.rs).
+interoperability (see crates/ctseg-ml/tests/it/pytorch_interop.rs).
 """
 import argparse
 import json
