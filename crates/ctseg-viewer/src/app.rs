@@ -581,7 +581,6 @@ impl ViewerApp {
             undo,
             redo,
             training: self.training.is_training(),
-            recent: self.settings.recent.clone(),
         }
     }
 

@@ -20,7 +20,7 @@ use super::run_dir::{MetricsFile, RunDir, STATE_FILE};
 use super::step::{apply_gradients, batch_tensors, gradients, optimizer};
 use super::validation::run_validation;
 use crate::backend::{self, BackendError, SelectedDevice};
-use crate::data::{BatchStream, CachedSubject, all_slices, epoch_plan, load_or_build};
+use crate::data::{BatchStream, CachedSubject, SliceRef, all_slices, epoch_plan, load_or_build};
 use crate::model::UNet;
 use crate::model::checkpoint::{
     CheckpointError, config_from_header, load_weights, read_header, resolve_weights, write_file,
@@ -177,6 +177,9 @@ fn check_run_folder(run: &RunDir, resume: bool) -> Result<(), TrainError> {
 struct TrainData {
     train: Arc<Vec<CachedSubject>>,
     val: Vec<CachedSubject>,
+    /// Every training slice, and which of them hold foreground (listed once).
+    slices: Vec<SliceRef>,
+    foreground: Vec<usize>,
 }
 
 /// Open the dataset, split it and preprocess every subject into the slice cache
@@ -220,7 +223,13 @@ fn prepare_data(config: &TrainConfig, bus: &mut EventBus) -> Result<TrainData, T
     };
     let train = Arc::new(prepare(&train_cases)?);
     let val = prepare(&val_cases)?;
-    Ok(TrainData { train, val })
+    let (slices, foreground) = all_slices(&train);
+    Ok(TrainData {
+        train,
+        val,
+        slices,
+        foreground,
+    })
 }
 
 /// How an epoch's batches ended.
@@ -252,7 +261,7 @@ impl Session<'_> {
     /// place.
     fn run_epochs(mut self, mut model: UNet, resumed: bool) -> Result<TrainSummary, TrainError> {
         let config = self.config;
-        let (slices, _) = all_slices(&self.data.train);
+        let slices = &self.data.slices;
         let full_steps = slices.len().div_ceil(config.run.batch_size);
         let steps_per_epoch = match config.run.max_steps_per_epoch {
             0 => full_steps,
@@ -310,10 +319,9 @@ impl Session<'_> {
         let batch_size = config.run.batch_size;
         let accumulate = config.optim.accumulate_steps;
         let label_map = config.data.label_map();
-        let (slices, foreground) = all_slices(&self.data.train);
         let plan = Arc::new(epoch_plan(
-            &slices,
-            &foreground,
+            &self.data.slices,
+            &self.data.foreground,
             epoch,
             config.run.seed,
             config.data.foreground_oversample,

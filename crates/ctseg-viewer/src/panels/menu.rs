@@ -30,8 +30,6 @@ pub struct MenuView {
     pub redo: Option<String>,
     /// A training run is going.
     pub training: bool,
-    /// Recently opened CTs, newest first.
-    pub recent: Vec<PathBuf>,
 }
 
 /// How a picker shows its choices.
@@ -97,7 +95,7 @@ pub fn menu_bar(
 ) -> Vec<Command> {
     let mut out = Vec::new();
     egui::MenuBar::new().ui(ui, |ui| {
-        ui.menu_button("File", |ui| file_menu(ui, view, &mut out));
+        ui.menu_button("File", |ui| file_menu(ui, view, &settings.recent, &mut out));
         ui.menu_button("Edit", |ui| edit_menu(ui, view, &mut out));
         ui.menu_button("View", |ui| {
             view_pickers(ui, settings, PickerStyle::Radio);
@@ -134,7 +132,7 @@ pub fn menu_bar(
     out
 }
 
-fn file_menu(ui: &mut egui::Ui, view: &MenuView, out: &mut Vec<Command>) {
+fn file_menu(ui: &mut egui::Ui, view: &MenuView, recent: &[PathBuf], out: &mut Vec<Command>) {
     if ui.button("Open CT…").clicked() {
         out.push(Command::Dialog(DialogPurpose::OpenCt));
     }
@@ -184,10 +182,10 @@ fn file_menu(ui: &mut egui::Ui, view: &MenuView, out: &mut Vec<Command>) {
     }
     ui.separator();
     ui.menu_button("Recent", |ui| {
-        if view.recent.is_empty() {
+        if recent.is_empty() {
             ui.label("(none)");
         }
-        for p in &view.recent {
+        for p in recent {
             if ui.button(p.display().to_string()).clicked() {
                 out.push(Command::OpenCt(p.clone()));
             }
