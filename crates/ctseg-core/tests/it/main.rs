@@ -4,3 +4,4 @@ mod common;
 mod dicom_series;
 mod nifti_formats;
 mod safe_save;
+mod surface_reference;

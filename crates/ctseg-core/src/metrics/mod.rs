@@ -3,6 +3,10 @@
 //!
 //! When a structure is absent from both volumes its Dice and IoU are undefined
 //! (`None`, JSON `null`) and it is left out of means (nnU-Net's convention).
+//!
+//! Boundary metrics (normalised surface Dice, HD95) are in [`surface`].
+
+pub mod surface;
 
 use serde::Serialize;
 
