@@ -1,4 +1,6 @@
-//! `ctseg eval --gt A --pred B [--json | --csv]`.
+//! `ctseg eval`: score a prediction against ground truth (`--gt A --pred B`), or a
+//! model over a dataset split (`--model RUN --data DIR [--split S] [--out DIR]`),
+//! with overlap and surface metrics.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -7,39 +9,75 @@ use anyhow::Result;
 
 use crate::cli::{emit, print_warnings};
 use ctseg_core::io::segmentation::{check_same_grid, load_segmentation};
-use ctseg_core::metrics::{Evaluation, evaluate};
+use ctseg_core::metrics::{Evaluation, evaluate_with_surface};
 use ctseg_core::structures::catalog;
+use ctseg_ml::backend::BackendKind;
+use ctseg_ml::evaluate::{DEFAULT_NSD_TOLERANCE_MM, EvalSplit};
 
 /// Arguments of `ctseg eval`.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// Ground truth: multilabel NIfTI or per-structure folder.
-    #[arg(long)]
-    pub gt: PathBuf,
+    #[arg(long, requires = "pred", conflicts_with_all = ["model", "data"])]
+    pub gt: Option<PathBuf>,
     /// Prediction: multilabel NIfTI or per-structure folder.
-    #[arg(long)]
-    pub pred: PathBuf,
-    /// Print JSON: every structure, the mean Dice and the number scored.
+    #[arg(long, requires = "gt")]
+    pub pred: Option<PathBuf>,
+    /// Model to evaluate over a dataset: run folder (its `checkpoints/best`),
+    /// checkpoint folder or `.safetensors` file.
+    #[arg(long, requires = "data")]
+    pub model: Option<PathBuf>,
+    /// Dataset folder (TotalSegmentator root with meta.csv, nnU-Net raw dataset).
+    #[arg(long, requires = "model")]
+    pub data: Option<PathBuf>,
+    /// Subjects of the dataset to evaluate.
+    #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+    pub split: EvalSplit,
+    /// Folder for summary.json, per_subject.csv and dice_boxplot.png.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Compute backend for the predictions.
+    #[arg(long, value_enum, default_value_t = BackendKind::Wgpu)]
+    pub backend: BackendKind,
+    /// Slices per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Tolerance of the normalised surface Dice, in mm.
+    #[arg(long, value_name = "MM", default_value_t = DEFAULT_NSD_TOLERANCE_MM)]
+    pub nsd_tolerance: f64,
+    /// Print JSON: every structure (with `nsd` and `hd95`), the mean Dice and the
+    /// number scored; over a dataset, the whole summary.json.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
-    /// Print CSV: one row per structure.
+    /// Print CSV: one row per structure (per subject and structure over a dataset).
     #[arg(long)]
     pub csv: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
-/// Load both segmentations, check they share a grid, and evaluate.
-pub fn evaluate_paths(args: &EvalArgs) -> Result<(Evaluation, Vec<String>)> {
-    let gt = load_segmentation(&args.gt)?;
-    let pred = load_segmentation(&args.pred)?;
+/// Load both segmentations, check they share a grid, and evaluate (overlap and
+/// surface metrics).
+pub fn evaluate_paths(
+    gt_path: &std::path::Path,
+    pred_path: &std::path::Path,
+    nsd_tolerance: f64,
+) -> Result<(Evaluation, Vec<String>)> {
+    let gt = load_segmentation(gt_path)?;
+    let pred = load_segmentation(pred_path)?;
     check_same_grid(
-        &args.gt,
+        gt_path,
         gt.labels.geometry(),
-        &args.pred,
+        pred_path,
         pred.labels.geometry(),
     )?;
     let mut warnings = gt.warnings;
     warnings.extend(pred.warnings);
-    Ok((evaluate(&gt.labels, &pred.labels, catalog())?, warnings))
+    Ok((
+        evaluate_with_surface(&gt.labels, &pred.labels, catalog(), nsd_tolerance)?,
+        warnings,
+    ))
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -49,12 +87,12 @@ fn opt(v: Option<f64>) -> String {
 /// The evaluation as CSV (empty fields for undefined metrics).
 pub fn to_csv(e: &Evaluation) -> String {
     let mut out = String::from(
-        "label,name,dice,iou,sensitivity,specificity,gt_voxels,pred_voxels,gt_volume_ml,pred_volume_ml\n",
+        "label,name,dice,iou,sensitivity,specificity,gt_voxels,pred_voxels,gt_volume_ml,pred_volume_ml,nsd,hd95\n",
     );
     for s in &e.structures {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{:.4},{:.4}",
+            "{},{},{},{},{},{},{},{},{:.4},{:.4},{},{}",
             s.label,
             s.name,
             opt(s.dice),
@@ -64,7 +102,9 @@ pub fn to_csv(e: &Evaluation) -> String {
             s.gt_voxels,
             s.pred_voxels,
             s.gt_volume_ml,
-            s.pred_volume_ml
+            s.pred_volume_ml,
+            opt(s.nsd),
+            opt(s.hd95)
         );
     }
     out
@@ -79,14 +119,14 @@ pub fn to_table(e: &Evaluation) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>5}  {:<width$}  {:>6}  {:>6}  {:>6}  {:>9}  {:>10}  {:>10}",
-        "label", "structure", "dice", "iou", "sens", "spec", "gt mL", "pred mL"
+        "{:>5}  {:<width$}  {:>6}  {:>6}  {:>6}  {:>9}  {:>10}  {:>10}  {:>6}  {:>8}",
+        "label", "structure", "dice", "iou", "sens", "spec", "gt mL", "pred mL", "nsd", "hd95 mm"
     );
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
     for s in rows {
         let _ = writeln!(
             out,
-            "{:>5}  {:<width$}  {:>6}  {:>6}  {:>6}  {:>9}  {:>10.2}  {:>10.2}",
+            "{:>5}  {:<width$}  {:>6}  {:>6}  {:>6}  {:>9}  {:>10.2}  {:>10.2}  {:>6}  {:>8}",
             s.label,
             s.name,
             f(s.dice),
@@ -94,7 +134,9 @@ pub fn to_table(e: &Evaluation) -> String {
             f(s.sensitivity),
             s.specificity.map_or("-".to_string(), |x| format!("{x:.6}")),
             s.gt_volume_ml,
-            s.pred_volume_ml
+            s.pred_volume_ml,
+            f(s.nsd),
+            s.hd95.map_or("-".to_string(), |x| format!("{x:.2}"))
         );
     }
     let _ = writeln!(
@@ -108,7 +150,19 @@ pub fn to_table(e: &Evaluation) -> String {
 
 /// Run `ctseg eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let (e, warnings) = evaluate_paths(args)?;
+    if !(args.nsd_tolerance >= 0.0 && args.nsd_tolerance.is_finite()) {
+        anyhow::bail!("--nsd-tolerance must be ≥ 0 mm, got {}", args.nsd_tolerance);
+    }
+    let (gt, pred) = match (&args.gt, &args.pred, &args.model, &args.data) {
+        (Some(gt), Some(pred), _, _) => (gt, pred),
+        (_, _, Some(model), Some(data)) => {
+            return super::eval_dataset::run(args, model, data);
+        }
+        _ => anyhow::bail!(
+            "give --gt SEG --pred SEG to score a prediction, or --model RUN --data DIR to evaluate a model over a dataset"
+        ),
+    };
+    let (e, warnings) = evaluate_paths(gt, pred, args.nsd_tolerance)?;
     print_warnings(&warnings);
     if args.json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&e)?))

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod eval;
+pub mod eval_dataset;
 pub mod info;
 pub mod phantom;
 pub mod predict;

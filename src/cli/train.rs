@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use ctseg_ml::backend::BackendKind;
 use ctseg_ml::model::LossKind;
+use ctseg_ml::train::config::{Preset, ScheduleKind};
 use ctseg_ml::train::{
     EventBus, FinishReason, TrainConfig, TrainControl, TrainEvent, load_run_config, train,
 };
@@ -53,9 +54,27 @@ pub struct TrainArgs {
     /// Seed for weights, data order and augmentation.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Stop each epoch after this many steps (quick experiments).
-    #[arg(long)]
-    pub max_steps_per_epoch: Option<usize>,
+    /// Optimiser steps per epoch (default 250; 0 = one pass over the training slices).
+    #[arg(long, visible_alias = "max-steps-per-epoch")]
+    pub steps_per_epoch: Option<usize>,
+    /// Total optimiser-step budget: the run ends after N steps with a final
+    /// validation and `last`/`best` saved (when resuming: the new budget).
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<usize>,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Linear learning-rate warm-up over N optimiser steps.
+    #[arg(long, value_name = "N")]
+    pub warmup_steps: Option<usize>,
+    /// Stop after N epochs without a new best validation Dice (0 = never).
+    #[arg(long, value_name = "N")]
+    pub early_stopping: Option<usize>,
+    /// Recipe to start from (loss, schedule, epoch length): `default`, the measured
+    /// best, or `seed`, the design document's BCE + ReduceLROnPlateau. Flags and the
+    /// --config file come on top of it.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
     /// Preprocessed-slice cache folder (default: $CTSEG_CACHE_DIR, else ~/.cache/ctseg/slices).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -86,21 +105,19 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
     if let Some(dir) = resume_dir {
         let mut config =
             load_run_config(&dir).with_context(|| format!("cannot resume {}", dir.display()))?;
-        if args.config.is_some()
-            || args.batch_size.is_some()
-            || args.input_size.is_some()
-            || args.base_channels.is_some()
-            || args.lr.is_some()
-            || args.loss.is_some()
-            || args.seed.is_some()
-            || args.init_from.is_some()
-        {
+        let changed = fixed_settings_changed(args, &config);
+        if !changed.is_empty() {
             bail!(
-                "a resumed run keeps its config.toml; only --epochs, --backend, --data, --cache-dir and --max-steps-per-epoch may change"
+                "a resumed run keeps its config.toml ({}); these flags differ from it: {}. Only --epochs, --max-steps, --steps-per-epoch, --backend, --data and --cache-dir may change",
+                dir.join("config.toml").display(),
+                changed.join("; ")
             );
         }
         if let Some(e) = args.epochs {
             config.run.epochs = e;
+        }
+        if let Some(m) = args.max_steps {
+            config.run.max_steps = m;
         }
         if let Some(b) = args.backend {
             config.run.backend = b;
@@ -111,15 +128,26 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
         if let Some(c) = &args.cache_dir {
             config.data.cache_dir = c.clone();
         }
-        if let Some(m) = args.max_steps_per_epoch {
-            config.run.max_steps_per_epoch = m;
+        if let Some(m) = args.steps_per_epoch {
+            config.run.steps_per_epoch = m;
         }
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid training configuration: {e}"))?;
         return Ok((config, dir, true));
     }
     let mut config = match &args.config {
         Some(path) => TrainConfig::from_toml_file(path)?,
         None => TrainConfig::default(),
     };
+    if let Some(preset) = args.preset {
+        if args.config.is_some() {
+            bail!(
+                "--preset and --config both set the recipe; put the preset's settings in the file instead"
+            );
+        }
+        preset.apply(&mut config);
+    }
     if let Some(d) = &args.data {
         config.data.root = d.clone();
     }
@@ -159,8 +187,20 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
     if let Some(s) = args.seed {
         config.run.seed = s;
     }
-    if let Some(m) = args.max_steps_per_epoch {
-        config.run.max_steps_per_epoch = m;
+    if let Some(m) = args.steps_per_epoch {
+        config.run.steps_per_epoch = m;
+    }
+    if let Some(m) = args.max_steps {
+        config.run.max_steps = m;
+    }
+    if let Some(k) = args.schedule {
+        config.schedule.kind = k;
+    }
+    if let Some(w) = args.warmup_steps {
+        config.schedule.warmup_steps = w;
+    }
+    if let Some(p) = args.early_stopping {
+        config.schedule.early_stopping_patience = p;
     }
     if let Some(c) = &args.cache_dir {
         config.data.cache_dir = c.clone();
@@ -172,6 +212,107 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid training configuration: {e}"))?;
     Ok((config, out, false))
+}
+
+/// The flags of a resumed run that differ from its saved settings, each as
+/// "--flag VALUE (the run has OLD)". A flag equal to the saved value is no change.
+fn fixed_settings_changed(args: &TrainArgs, run: &TrainConfig) -> Vec<String> {
+    let mut changed = Vec::new();
+    let mut check = |flag: &str, given: Option<String>, saved: String| {
+        if let Some(given) = given
+            && given != saved
+        {
+            changed.push(format!("--{flag} {given} (the run has {saved})"));
+        }
+    };
+    check(
+        "batch-size",
+        args.batch_size.map(|v| v.to_string()),
+        run.run.batch_size.to_string(),
+    );
+    check(
+        "input-size",
+        args.input_size.map(|v| v.to_string()),
+        run.model.input_size.to_string(),
+    );
+    check(
+        "base-channels",
+        args.base_channels.map(|v| v.to_string()),
+        run.model.base_channels.to_string(),
+    );
+    check(
+        "lr",
+        args.lr.map(|v| v.to_string()),
+        run.optim.lr.to_string(),
+    );
+    check(
+        "loss",
+        args.loss.map(|v| v.name().to_string()),
+        run.run.loss.name().to_string(),
+    );
+    check(
+        "seed",
+        args.seed.map(|v| v.to_string()),
+        run.run.seed.to_string(),
+    );
+    check(
+        "schedule",
+        args.schedule.map(|v| format!("{v:?}").to_lowercase()),
+        format!("{:?}", run.schedule.kind).to_lowercase(),
+    );
+    check(
+        "early-stopping",
+        args.early_stopping.map(|v| v.to_string()),
+        run.schedule.early_stopping_patience.to_string(),
+    );
+    check(
+        "warmup-steps",
+        args.warmup_steps.map(|v| v.to_string()),
+        run.schedule.warmup_steps.to_string(),
+    );
+    if args.no_augment && run.augment.enabled {
+        changed.push("--no-augment (the run augments)".into());
+    }
+    if let Some(preset) = args.preset
+        && Preset::of(run) != Some(preset)
+    {
+        changed.push(format!(
+            "--preset {} (the run follows {})",
+            format!("{preset:?}").to_lowercase(),
+            Preset::of(run).map_or("no preset".to_string(), |p| format!("{p:?}").to_lowercase())
+        ));
+    }
+    if let Some(init) = &args.init_from {
+        let same = run.run.init_from.as_ref().is_some_and(|saved| {
+            std::fs::canonicalize(init).ok() == std::fs::canonicalize(saved).ok()
+        });
+        if !same {
+            changed.push(format!("--init-from {}", init.display()));
+        }
+    }
+    if let Some(path) = &args.config {
+        match TrainConfig::from_toml_file(path) {
+            Ok(file) if same_recipe(&file, run) => {}
+            Ok(_) => changed.push(format!(
+                "--config {} (its settings differ from the run's)",
+                path.display()
+            )),
+            Err(e) => changed.push(format!("--config {}: {e}", path.display())),
+        }
+    }
+    changed
+}
+
+/// Whether two configurations agree on everything a resume may not change.
+fn same_recipe(a: &TrainConfig, b: &TrainConfig) -> bool {
+    let mut a = a.clone();
+    a.run.epochs = b.run.epochs;
+    a.run.max_steps = b.run.max_steps;
+    a.run.steps_per_epoch = b.run.steps_per_epoch;
+    a.run.backend = b.run.backend;
+    a.data.root = b.data.root.clone();
+    a.data.cache_dir = b.data.cache_dir.clone();
+    a == *b
 }
 
 /// Run `ctseg train`.

@@ -37,6 +37,7 @@ fn dashboard_follows_a_run_another_process_is_writing() {
     let run = tmp.path().join("cli-run");
     let child = Command::new(env!("CARGO_BIN_EXE_ctseg"))
         .args(["train", "--quiet", "--backend", "cpu", "--epochs", "20"])
+        .args(["--steps-per-epoch", "0"])
         .args([
             "--batch-size",
             "2",

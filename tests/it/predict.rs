@@ -28,6 +28,7 @@ fn trained_run() -> Option<&'static PathBuf> {
         c.data.cache_dir = dir.join("cache");
         c.run.backend = BackendKind::Cpu;
         c.run.epochs = 30;
+        c.run.steps_per_epoch = 0;
         c.run.batch_size = 4;
         c.run.seed = 1;
         c.model.base_channels = 8;

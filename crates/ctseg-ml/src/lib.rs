@@ -10,6 +10,7 @@ pub mod augment;
 pub mod backend;
 pub mod bench;
 pub mod data;
+pub mod evaluate;
 pub mod infer;
 pub mod model;
 pub mod train;

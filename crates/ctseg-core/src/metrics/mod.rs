@@ -6,6 +6,7 @@
 //!
 //! Boundary metrics (normalised surface Dice, HD95) are in [`surface`].
 
+pub mod summary;
 pub mod surface;
 
 use serde::Serialize;
@@ -113,6 +114,12 @@ pub struct StructureMetrics {
     pub gt_volume_ml: f64,
     /// Predicted volume in mL.
     pub pred_volume_ml: f64,
+    /// Normalised surface Dice at the evaluation's tolerance (see [`surface`]);
+    /// `null` when absent from both or when surface metrics were not asked for.
+    pub nsd: Option<f64>,
+    /// 95th-percentile Hausdorff distance in mm; `null` when either mask is empty or
+    /// when surface metrics were not asked for.
+    pub hd95: Option<f64>,
 }
 
 /// Metrics of every catalog structure plus the mean Dice over scored structures.
@@ -155,6 +162,8 @@ pub fn evaluate(gt: &LabelVolume, pred: &LabelVolume, catalog: &Catalog) -> Resu
                 pred_voxels: c.pred_voxels(),
                 gt_volume_ml: c.gt_voxels() as f64 * ml_per_voxel,
                 pred_volume_ml: c.pred_voxels() as f64 * ml_per_voxel,
+                nsd: None,
+                hd95: None,
             }
         })
         .collect();
@@ -165,6 +174,28 @@ pub fn evaluate(gt: &LabelVolume, pred: &LabelVolume, catalog: &Catalog) -> Resu
         mean_dice,
         structures,
     })
+}
+
+/// [`evaluate`] plus the surface metrics of every structure present in either
+/// volume: NSD at `tolerance_mm` and HD95, on the volumes' true voxel spacing.
+pub fn evaluate_with_surface(
+    gt: &LabelVolume,
+    pred: &LabelVolume,
+    catalog: &Catalog,
+    tolerance_mm: f64,
+) -> Result<Evaluation> {
+    let mut evaluation = evaluate(gt, pred, catalog)?;
+    for m in surface::surface_metrics(gt, pred, tolerance_mm)? {
+        if let Some(s) = evaluation
+            .structures
+            .iter_mut()
+            .find(|s| s.label == m.label)
+        {
+            s.nsd = m.nsd;
+            s.hd95 = m.hd95;
+        }
+    }
+    Ok(evaluation)
 }
 
 #[cfg(test)]

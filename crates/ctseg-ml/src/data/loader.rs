@@ -69,7 +69,70 @@ pub fn epoch_plan(
     if slices.is_empty() || batch_size == 0 {
         return Vec::new();
     }
-    let mut rng = rng_for(seed, "epoch", epoch as u64, 0);
+    pass_plan(
+        slices,
+        foreground,
+        epoch,
+        0,
+        seed,
+        foreground_oversample,
+        batch_size,
+    )
+}
+
+/// The slices of an epoch of exactly `batches` batches: one shuffled pass
+/// ([`epoch_plan`]) after another, each pass with its own seeded order, cut at
+/// `batches × batch_size`. `batches` = 0 gives one pass.
+pub fn epoch_plan_of_batches(
+    slices: &[SliceRef],
+    foreground: &[usize],
+    epoch: usize,
+    seed: u64,
+    foreground_oversample: f64,
+    batch_size: usize,
+    batches: usize,
+) -> Vec<SliceRef> {
+    let first = epoch_plan(
+        slices,
+        foreground,
+        epoch,
+        seed,
+        foreground_oversample,
+        batch_size,
+    );
+    if batches == 0 || first.is_empty() {
+        return first;
+    }
+    let wanted = batches * batch_size;
+    let mut plan = first;
+    let mut pass = 1u64;
+    while plan.len() < wanted {
+        plan.extend(pass_plan(
+            slices,
+            foreground,
+            epoch,
+            pass,
+            seed,
+            foreground_oversample,
+            batch_size,
+        ));
+        pass += 1;
+    }
+    plan.truncate(wanted);
+    plan
+}
+
+/// One shuffled, oversampled pass over `slices`, padded to whole batches.
+fn pass_plan(
+    slices: &[SliceRef],
+    foreground: &[usize],
+    epoch: usize,
+    pass: u64,
+    seed: u64,
+    foreground_oversample: f64,
+    batch_size: usize,
+) -> Vec<SliceRef> {
+    let mut rng = rng_for(seed, "epoch", epoch as u64, pass);
     let mut plan: Vec<SliceRef> = slices.to_vec();
     plan.shuffle(&mut rng);
     if foreground_oversample > 0.0 && !foreground.is_empty() {
@@ -263,6 +326,16 @@ mod tests {
         assert_eq!(a.len(), 12);
         let fg = a.iter().filter(|s| s.slice == 7).count();
         assert!(fg >= 3, "{fg} foreground draws of 12");
+        let long = epoch_plan_of_batches(&slices, &foreground, 3, 42, 0.5, 4, 100);
+        assert_eq!(long.len(), 400);
+        assert_eq!(
+            long[..a.len()],
+            a[..],
+            "the first pass is the plain epoch plan"
+        );
+        assert_ne!(long[a.len()..2 * a.len()], a[..], "later passes reshuffle");
+        let short = epoch_plan_of_batches(&slices, &foreground, 3, 42, 0.5, 4, 1);
+        assert_eq!(short[..], a[..4]);
         let plain = epoch_plan(&slices, &foreground, 3, 42, 0.0, 5);
         let mut sorted: Vec<usize> = plain.iter().map(|s| s.slice).collect();
         sorted.sort();

@@ -6,4 +6,6 @@ pub mod cache;
 pub mod loader;
 
 pub use cache::{CachedSubject, load_or_build};
-pub use loader::{Batch, BatchStream, SliceRef, all_slices, epoch_plan, make_batch};
+pub use loader::{
+    Batch, BatchStream, SliceRef, all_slices, epoch_plan, epoch_plan_of_batches, make_batch,
+};

@@ -31,7 +31,8 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunSection {
-    /// Number of epochs (one epoch = every training slice once, before oversampling).
+    /// Number of epochs (a validation after each). With `max_steps` set, the step
+    /// budget ends the run instead.
     pub epochs: usize,
     /// Slices per batch.
     pub batch_size: usize,
@@ -43,8 +44,15 @@ pub struct RunSection {
     pub backend: BackendKind,
     /// Probability threshold for validation masks.
     pub threshold: f32,
-    /// Stop an epoch after this many steps (0 = all); for quick experiments.
-    pub max_steps_per_epoch: usize,
+    /// Optimiser steps per epoch, whatever the dataset's size (nnU-Net's 250); the
+    /// batches cycle through the shuffled training slices as often as needed.
+    /// 0 = one pass over the training slices (the seed's epoch).
+    #[serde(alias = "max_steps_per_epoch")]
+    pub steps_per_epoch: usize,
+    /// Total optimiser-step budget (0 = none: `epochs` decides). The run ends after
+    /// this many steps with a final validation, `last` and `best` saved; the poly and
+    /// cosine schedules decay over it.
+    pub max_steps: usize,
     /// Fine-tuning: start from these weights (file, checkpoint folder or run folder)
     /// instead of random ones; the model settings are taken from them.
     pub init_from: Option<PathBuf>,
@@ -55,11 +63,12 @@ impl Default for RunSection {
         RunSection {
             epochs: 50,
             batch_size: 8,
-            loss: LossKind::Bce,
+            loss: LossKind::CeDice,
             seed: 0,
             backend: BackendKind::Wgpu,
             threshold: 0.5,
-            max_steps_per_epoch: 0,
+            steps_per_epoch: 250,
+            max_steps: 0,
             init_from: None,
         }
     }
@@ -132,17 +141,40 @@ impl Default for OptimSection {
     }
 }
 
-/// ReduceLROnPlateau on validation Dice, and early stopping.
+/// How the learning rate moves during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// ReduceLROnPlateau on validation Dice (mode max): multiply by `plateau_factor`
+    /// after `plateau_patience` epochs without improvement.
+    Plateau,
+    /// nnU-Net's polynomial decay `lr · (1 − step / total)^poly_exponent`.
+    Poly,
+    /// Cosine decay from `lr` to `min_lr` over the run.
+    Cosine,
+}
+
+/// Learning-rate schedule and early stopping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleSection {
+    /// The schedule.
+    pub kind: ScheduleKind,
+    /// Linear warm-up from `lr / warmup_steps` to `lr` over this many optimiser steps
+    /// (0 = none); the decay of poly and cosine starts after it.
+    pub warmup_steps: usize,
+    /// Exponent of the poly schedule.
+    pub poly_exponent: f64,
     /// Multiply the learning rate by this when validation Dice plateaus.
     pub plateau_factor: f64,
     /// Epochs without improvement before reducing.
     pub plateau_patience: usize,
     /// Improvement smaller than this (absolute Dice) does not count.
     pub plateau_threshold: f64,
-    /// Lower bound of the learning rate.
+    /// Start counting plateau epochs only once the validation Dice has first risen
+    /// above `plateau_threshold`, so the rate cannot fall while nothing is learnt yet.
+    pub plateau_after_signal: bool,
+    /// Lower bound of the learning rate (plateau) and end of the cosine decay.
     pub min_lr: f64,
     /// Stop after this many epochs without a new best Dice (0 = never).
     pub early_stopping_patience: usize,
@@ -151,12 +183,61 @@ pub struct ScheduleSection {
 impl Default for ScheduleSection {
     fn default() -> Self {
         ScheduleSection {
+            kind: ScheduleKind::Poly,
+            warmup_steps: 0,
+            poly_exponent: 0.9,
             plateau_factor: 0.5,
             plateau_patience: 3,
             plateau_threshold: 1e-4,
+            plateau_after_signal: true,
             min_lr: 1e-6,
             early_stopping_patience: 10,
         }
+    }
+}
+
+/// Named starting points for a run's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The measured best recipe: the defaults of [`TrainConfig`].
+    Default,
+    /// The design document's recipe: BCE, ReduceLROnPlateau (factor 0.5, patience 3,
+    /// counting from the first epoch), no warm-up, an epoch = the dataset once.
+    Seed,
+}
+
+impl Preset {
+    /// Put this preset's recipe (loss, schedule, epoch length) into `config`; every
+    /// other setting is kept.
+    pub fn apply(self, config: &mut TrainConfig) {
+        let defaults = TrainConfig::default();
+        match self {
+            Preset::Default => {
+                config.run.loss = defaults.run.loss;
+                config.run.steps_per_epoch = defaults.run.steps_per_epoch;
+                config.schedule = defaults.schedule;
+            }
+            Preset::Seed => {
+                config.run.loss = LossKind::Bce;
+                config.run.steps_per_epoch = 0;
+                config.schedule = ScheduleSection {
+                    kind: ScheduleKind::Plateau,
+                    warmup_steps: 0,
+                    plateau_after_signal: false,
+                    ..ScheduleSection::default()
+                };
+            }
+        }
+    }
+
+    /// The preset whose recipe `config` follows, if any.
+    pub fn of(config: &TrainConfig) -> Option<Preset> {
+        [Preset::Default, Preset::Seed].into_iter().find(|p| {
+            let mut c = config.clone();
+            p.apply(&mut c);
+            c == *config
+        })
     }
 }
 
@@ -253,6 +334,21 @@ impl TrainConfig {
         if !(s.plateau_factor > 0.0 && s.plateau_factor < 1.0) {
             return Err("schedule.plateau_factor must be in (0, 1)".into());
         }
+        if !(s.poly_exponent > 0.0 && s.poly_exponent.is_finite()) {
+            return Err("schedule.poly_exponent must be positive".into());
+        }
+        if !(s.min_lr >= 0.0 && s.min_lr < o.lr) {
+            return Err(format!(
+                "schedule.min_lr must be in [0, optim.lr = {}), got {}",
+                o.lr, s.min_lr
+            ));
+        }
+        if r.max_steps > 0 && s.warmup_steps >= r.max_steps {
+            return Err(format!(
+                "schedule.warmup_steps ({}) must be below run.max_steps ({})",
+                s.warmup_steps, r.max_steps
+            ));
+        }
         Ok(())
     }
 }
@@ -269,6 +365,8 @@ mod tests {
         assert_eq!(c.optim.weight_decay, 1e-5);
         assert_eq!(c.schedule.plateau_factor, 0.5);
         assert_eq!(c.schedule.plateau_patience, 3);
+        assert_eq!(c.run.steps_per_epoch, 250);
+        assert_eq!(Preset::of(&c), Some(Preset::Default));
         let text = c.to_toml().expect("default settings serialise");
         assert!(
             text.contains("[optim]") && text.contains("grad_clip_norm = 1.0"),
@@ -309,5 +407,34 @@ mod tests {
         assert_eq!(map.iter().filter(|&&m| m != 0).count(), 1);
         c.data.structures.push("livre".into());
         assert!(c.validate().unwrap_err().contains("livre"));
+    }
+
+    #[test]
+    fn the_seed_preset_is_bce_on_a_plateau_counting_from_the_start() {
+        let mut c = TrainConfig::default();
+        c.run.batch_size = 6;
+        Preset::Seed.apply(&mut c);
+        assert_eq!(c.run.loss, LossKind::Bce);
+        assert_eq!(c.schedule.kind, ScheduleKind::Plateau);
+        assert!(!c.schedule.plateau_after_signal);
+        assert_eq!(c.run.steps_per_epoch, 0);
+        assert_eq!(c.run.batch_size, 6, "other settings are kept");
+        assert_eq!(Preset::of(&c), Some(Preset::Seed));
+        c.optim.lr = 1e-2;
+        assert_eq!(
+            Preset::of(&c),
+            Some(Preset::Seed),
+            "lr is not part of a recipe"
+        );
+        c.schedule.warmup_steps = 5;
+        assert_eq!(Preset::of(&c), None);
+        Preset::Default.apply(&mut c);
+        assert_eq!(Preset::of(&c), Some(Preset::Default));
+    }
+
+    #[test]
+    fn an_old_epoch_cap_reads_as_the_epoch_length() {
+        let c: TrainConfig = toml::from_str("[run]\nmax_steps_per_epoch = 7\n").expect("parse");
+        assert_eq!(c.run.steps_per_epoch, 7);
     }
 }

@@ -39,7 +39,7 @@ pub struct EpochRecord {
     pub val_dice_mean: Option<f64>,
     /// Per-structure 3-D Dice, averaged over validation volumes where defined.
     pub val_dice: BTreeMap<String, f64>,
-    /// Learning rate at the end of the epoch (after the plateau scheduler).
+    /// Learning rate of the next optimiser step (after the schedule has seen the epoch).
     pub lr: f64,
     /// Wall time of the epoch including validation.
     pub seconds: f64,

@@ -15,7 +15,7 @@ use ctseg_core::io::atomic_write;
 static FONT: &[u8] = include_bytes!("../../../../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         // The font is compiled in; a failure here would be a build defect, and the
         // plot then has no text.

@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::config::TrainConfig;
+use super::config::{ScheduleKind, TrainConfig};
 use super::events::MetricsLine;
 
 /// File names inside a run folder.
@@ -62,8 +62,25 @@ pub fn read_metrics(path: &Path) -> ctseg_core::Result<Vec<MetricsLine>> {
 }
 
 /// Load the configuration of an existing run folder.
+///
+/// A run written before the schedule had a `kind` (every run folder before the
+/// poly/cosine schedules) keeps the schedule it was started with: plateau from the
+/// first epoch, no warm-up.
 pub fn load_run_config(run_dir: &Path) -> ctseg_core::Result<TrainConfig> {
-    TrainConfig::from_toml_file(&run_dir.join(CONFIG_TOML))
+    let path = run_dir.join(CONFIG_TOML);
+    let mut config = TrainConfig::from_toml_file(&path)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| ctseg_core::Error::io(&path, e))?;
+    let has_kind = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.get("schedule")?.get("kind").cloned())
+        .is_some();
+    if !has_kind {
+        config.schedule.kind = ScheduleKind::Plateau;
+        config.schedule.plateau_after_signal = false;
+        config.schedule.warmup_steps = 0;
+    }
+    Ok(config)
 }
 
 /// The records of metrics.jsonl text; lines that do not parse (a torn last line of a

@@ -17,10 +17,13 @@ use super::events::{
 };
 use super::plots::write_history_png;
 use super::run_dir::{MetricsFile, RunDir, STATE_FILE};
+use super::schedule::learning_rate;
 use super::step::{apply_gradients, batch_tensors, gradients, optimizer};
 use super::validation::run_validation;
 use crate::backend::{self, BackendError, SelectedDevice};
-use crate::data::{BatchStream, CachedSubject, SliceRef, all_slices, epoch_plan, load_or_build};
+use crate::data::{
+    BatchStream, CachedSubject, SliceRef, all_slices, epoch_plan_of_batches, load_or_build,
+};
 use crate::model::UNet;
 use crate::model::checkpoint::{
     CheckpointError, config_from_header, load_weights, read_header, resolve_weights, write_file,
@@ -232,6 +235,16 @@ fn prepare_data(config: &TrainConfig, bus: &mut EventBus) -> Result<TrainData, T
     })
 }
 
+/// The length of a run.
+struct RunPlan {
+    /// Batches per epoch (optimiser steps × accumulation).
+    batches_per_epoch: usize,
+    /// Epochs to run (from the step budget when `run.max_steps` is set).
+    epochs: usize,
+    /// Optimiser steps of the whole run, over which poly and cosine decay.
+    total_steps: usize,
+}
+
 /// How an epoch's batches ended.
 enum EpochEnd {
     /// Every batch of the epoch ran.
@@ -260,36 +273,30 @@ impl Session<'_> {
     /// model is passed by value (never cloned), so Burn can update its parameters in
     /// place.
     fn run_epochs(mut self, mut model: UNet, resumed: bool) -> Result<TrainSummary, TrainError> {
-        let config = self.config;
-        let slices = &self.data.slices;
-        let full_steps = slices.len().div_ceil(config.run.batch_size);
-        let steps_per_epoch = match config.run.max_steps_per_epoch {
-            0 => full_steps,
-            n => n.min(full_steps),
-        };
+        let plan = self.plan();
         self.bus.send(TrainEvent::Started {
             run_dir: self.run.path.clone(),
             device: self.selected.describe(),
             first_epoch: self.state.next_epoch,
-            epochs: config.run.epochs,
-            steps_per_epoch,
-            train_slices: slices.len(),
+            epochs: plan.epochs,
+            steps_per_epoch: plan.batches_per_epoch,
+            train_slices: self.data.slices.len(),
             val_volumes: self.data.val.len(),
             resumed,
         });
         let mut reason = FinishReason::Completed;
-        while self.state.next_epoch <= config.run.epochs {
+        while self.state.next_epoch <= plan.epochs && !self.budget_spent(&plan) {
             let epoch = self.state.next_epoch;
             let epoch_start = Instant::now()
                 .checked_sub(Duration::from_secs_f64(self.state.epoch_seconds))
                 .unwrap_or_else(Instant::now);
-            let (next, end) = self.run_batches(model, epoch, epoch_start, steps_per_epoch)?;
+            let (next, end) = self.run_batches(model, epoch, epoch_start, &plan)?;
             model = next;
             if let EpochEnd::Cancelled = end {
                 reason = FinishReason::Cancelled;
                 break;
             }
-            if self.end_epoch(&model, epoch, epoch_start)? {
+            if self.end_epoch(&model, epoch, epoch_start, &plan)? {
                 reason = FinishReason::EarlyStopped;
                 break;
             }
@@ -307,30 +314,68 @@ impl Session<'_> {
         })
     }
 
+    /// The run's length from its settings and the number of training slices.
+    fn plan(&self) -> RunPlan {
+        let run = &self.config.run;
+        let accumulate = self.config.optim.accumulate_steps;
+        let batches_per_epoch = match run.steps_per_epoch {
+            0 => self.data.slices.len().div_ceil(run.batch_size),
+            n => n * accumulate,
+        };
+        let steps_per_epoch = batches_per_epoch.div_ceil(accumulate).max(1);
+        let (epochs, total_steps) = match run.max_steps {
+            0 => (run.epochs, run.epochs * steps_per_epoch),
+            n => (n.div_ceil(steps_per_epoch), n),
+        };
+        RunPlan {
+            batches_per_epoch,
+            epochs,
+            total_steps,
+        }
+    }
+
+    /// Whether the step budget (`run.max_steps`) is used up.
+    fn budget_spent(&self, plan: &RunPlan) -> bool {
+        self.config.run.max_steps > 0 && self.state.global_step >= plan.total_steps
+    }
+
+    /// The learning rate of the next optimiser step.
+    fn next_lr(&self, plan: &RunPlan) -> f64 {
+        learning_rate(
+            &self.config.schedule,
+            self.config.optim.lr,
+            self.state.plateau.lr,
+            self.state.global_step,
+            plan.total_steps,
+        )
+    }
+
     /// The optimiser steps of one epoch, from the state's batch position.
     fn run_batches(
         &mut self,
         mut model: UNet,
         epoch: usize,
         epoch_start: Instant,
-        steps_per_epoch: usize,
+        plan: &RunPlan,
     ) -> Result<(UNet, EpochEnd), TrainError> {
         let config = self.config;
         let batch_size = config.run.batch_size;
         let accumulate = config.optim.accumulate_steps;
         let label_map = config.data.label_map();
-        let plan = Arc::new(epoch_plan(
+        let batches_per_epoch = plan.batches_per_epoch;
+        let slice_plan = Arc::new(epoch_plan_of_batches(
             &self.data.slices,
             &self.data.foreground,
             epoch,
             config.run.seed,
             config.data.foreground_oversample,
             batch_size,
+            batches_per_epoch,
         ));
         let augment = config.augment.enabled.then(|| config.augment.clone());
         let mut stream = BatchStream::spawn(
             self.data.train.clone(),
-            plan,
+            slice_plan,
             batch_size,
             self.state.next_batch,
             augment,
@@ -343,7 +388,10 @@ impl Session<'_> {
         let mut group_start = self.state.next_batch;
         let mut recent: Vec<(usize, Duration)> = Vec::new();
         let mut batch_index = self.state.next_batch;
-        while batch_index < steps_per_epoch {
+        while batch_index < batches_per_epoch {
+            if in_accumulation == 0 && self.budget_spent(plan) {
+                break;
+            }
             self.wait_while_paused();
             if self.control.is_cancelled() {
                 // Batches of an unfinished accumulation group are redone on resume.
@@ -383,12 +431,13 @@ impl Session<'_> {
             batch_index += 1;
             self.state.epoch_loss_sum += loss_value;
             self.state.epoch_loss_count += 1;
-            if in_accumulation == accumulate || batch_index == steps_per_epoch {
+            let lr = self.next_lr(plan);
+            if in_accumulation == accumulate || batch_index == batches_per_epoch {
                 model = apply_gradients(
                     model,
                     &mut self.optim,
                     accumulator.grads(),
-                    self.state.plateau.lr,
+                    lr,
                     config.optim.grad_clip_norm,
                 );
                 in_accumulation = 0;
@@ -406,7 +455,7 @@ impl Session<'_> {
                 epoch,
                 step: self.state.global_step,
                 loss: loss_value,
-                lr: self.state.plateau.lr,
+                lr,
                 slices_per_s: if t > 0.0 { n as f64 / t } else { 0.0 },
             };
             self.metrics.append(&MetricsLine::Step(record.clone()))?;
@@ -434,6 +483,7 @@ impl Session<'_> {
         model: &UNet,
         epoch: usize,
         epoch_start: Instant,
+        plan: &RunPlan,
     ) -> Result<bool, TrainError> {
         let config = self.config;
         self.bus.send(TrainEvent::Validating { epoch });
@@ -446,17 +496,18 @@ impl Session<'_> {
             config.run.threshold,
             config,
         )?;
-        let state = &mut self.state;
-        state
+        self.state
             .plateau
             .observe(validation.dice_mean, &config.schedule);
+        let lr = self.next_lr(plan);
+        let state = &mut self.state;
         let record = EpochRecord {
             epoch,
             train_loss: state.epoch_loss_sum / state.epoch_loss_count.max(1) as f64,
             val_loss: validation.loss,
             val_dice_mean: validation.dice_mean,
             val_dice: validation.dice,
-            lr: state.plateau.lr,
+            lr,
             seconds: epoch_start.elapsed().as_secs_f64(),
         };
         self.metrics.append(&MetricsLine::Epoch(record.clone()))?;

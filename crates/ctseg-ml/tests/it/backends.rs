@@ -62,7 +62,7 @@ fn training_refuses_a_backend_with_wrong_batch_norm_statistics() {
     config.run.backend = BackendKind::Wgpu;
     config.run.epochs = 1;
     config.run.batch_size = 2;
-    config.run.max_steps_per_epoch = 1;
+    config.run.steps_per_epoch = 1;
     config.model.base_channels = 2;
     config.model.depth = 2;
     config.model.input_size = 16;

@@ -23,6 +23,8 @@ fn small_config(data: &Path, cache: &Path) -> TrainConfig {
     c.model.depth = 3;
     c.model.input_size = 64;
     c.schedule.early_stopping_patience = 0;
+    // An epoch = the dataset once, so the tests' epoch counts stay small.
+    c.run.steps_per_epoch = 0;
     c
 }
 
@@ -102,7 +104,7 @@ fn a_run_folder_has_all_its_files() {
     let data = phantom_dataset(tmp.path(), 3);
     let mut config = small_config(&data, &tmp.path().join("cache"));
     config.run.epochs = 2;
-    config.run.max_steps_per_epoch = 2;
+    config.run.steps_per_epoch = 2;
     let run = tmp.path().join("run");
     let mut bus = EventBus::new();
     let events = bus.subscribe();
@@ -178,7 +180,7 @@ fn resume_continues_exactly_like_an_uninterrupted_run() {
     let data = phantom_dataset(tmp.path(), 3);
     let mut config = small_config(&data, &tmp.path().join("cache"));
     config.run.epochs = 3;
-    config.run.max_steps_per_epoch = 3;
+    config.run.steps_per_epoch = 3;
     config.optim.accumulate_steps = 1;
 
     let straight = tmp.path().join("straight");

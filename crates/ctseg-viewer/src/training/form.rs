@@ -6,6 +6,7 @@ use eframe::egui::{self, Color32, RichText};
 use ctseg_core::structures::catalog;
 use ctseg_ml::backend::BackendKind;
 use ctseg_ml::model::LossKind;
+use ctseg_ml::train::config::{Preset as Recipe, ScheduleKind};
 
 use super::{Preset, SessionStatus};
 use crate::ViewerApp;
@@ -123,6 +124,15 @@ fn settings(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
         }
     });
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Recipe:");
+        for r in [Recipe::Default, Recipe::Seed] {
+            let chosen = Recipe::of(&t.config) == Some(r);
+            if ui.selectable_label(chosen, recipe_name(r)).clicked() {
+                r.apply(&mut t.config);
+            }
+        }
+    });
     let mut probe = false;
     let super::TrainingPanel {
         config: c,
@@ -144,10 +154,17 @@ fn settings(app: &mut ViewerApp, ui: &mut egui::Ui) {
             drag(ui, "Batch size", &mut c.run.batch_size, 1, 512);
             let l = ui.label("Steps per epoch");
             ui.horizontal(|ui| {
-                ui.add(egui::DragValue::new(&mut c.run.max_steps_per_epoch).range(0..=1_000_000))
+                ui.add(egui::DragValue::new(&mut c.run.steps_per_epoch).range(0..=1_000_000))
                     .labelled_by(l.id)
-                    .on_hover_text("0 = every training slice once");
+                    .on_hover_text(
+                        "Optimiser steps between validations; 0 = every training slice once",
+                    );
             });
+            ui.end_row();
+            let l = ui.label("Max steps");
+            ui.add(egui::DragValue::new(&mut c.run.max_steps).range(0..=10_000_000))
+                .labelled_by(l.id)
+                .on_hover_text("Step budget of the whole run (0 = none: the epochs decide)");
             ui.end_row();
             let factor = 1usize << c.model.depth;
             let l = ui.label("Input size");
@@ -178,13 +195,40 @@ fn settings(app: &mut ViewerApp, ui: &mut egui::Ui) {
             egui::ComboBox::from_id_salt("loss")
                 .selected_text(loss_name(c.run.loss))
                 .show_ui(ui, |ui| {
-                    for k in [LossKind::Bce, LossKind::Dice, LossKind::BceDice] {
+                    for k in [
+                        LossKind::CeDice,
+                        LossKind::Bce,
+                        LossKind::Dice,
+                        LossKind::BceDice,
+                    ] {
                         ui.selectable_value(&mut c.run.loss, k, loss_name(k));
                     }
                 })
                 .response
                 .labelled_by(l.id);
             ui.end_row();
+            let l = ui.label("Schedule");
+            egui::ComboBox::from_id_salt("schedule")
+                .selected_text(schedule_name(c.schedule.kind))
+                .show_ui(ui, |ui| {
+                    for k in [
+                        ScheduleKind::Poly,
+                        ScheduleKind::Cosine,
+                        ScheduleKind::Plateau,
+                    ] {
+                        ui.selectable_value(&mut c.schedule.kind, k, schedule_name(k));
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            ui.end_row();
+            drag(
+                ui,
+                "Warm-up steps",
+                &mut c.schedule.warmup_steps,
+                0,
+                100_000,
+            );
             let l = ui.label("Learning rate");
             let ok = lr_text.trim().parse::<f64>().is_ok_and(|v| v > 0.0);
             ui.add(
@@ -313,6 +357,22 @@ fn loss_name(k: LossKind) -> &'static str {
         LossKind::Bce => "BCE",
         LossKind::Dice => "Soft Dice",
         LossKind::BceDice => "BCE + Dice",
+        LossKind::CeDice => "Softmax CE + Dice",
+    }
+}
+
+fn schedule_name(k: ScheduleKind) -> &'static str {
+    match k {
+        ScheduleKind::Poly => "Poly (nnU-Net)",
+        ScheduleKind::Cosine => "Cosine",
+        ScheduleKind::Plateau => "Plateau on val Dice",
+    }
+}
+
+fn recipe_name(r: Recipe) -> &'static str {
+    match r {
+        Recipe::Default => "Measured default",
+        Recipe::Seed => "Seed recipe (BCE + plateau)",
     }
 }
 

@@ -65,7 +65,7 @@ impl Preset {
             config.run.epochs = 4;
             config.run.batch_size = 4;
             config.run.backend = BackendKind::Cpu;
-            config.run.max_steps_per_epoch = 6;
+            config.run.steps_per_epoch = 6;
             config.model.input_size = 64;
             config.model.base_channels = 8;
             config.model.depth = 3;

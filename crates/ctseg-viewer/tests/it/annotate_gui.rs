@@ -641,7 +641,7 @@ fn correct_add_to_training_set_fine_tune_and_compare() {
         app.settings.backend = ctseg_ml::backend::BackendKind::Cpu;
         ctseg_viewer::training::Preset::Tiny.apply(&mut app.training.config);
         app.training.config.data.cache_dir = tmp.path().join("cache2");
-        app.training.config.run.max_steps_per_epoch = 3;
+        app.training.config.run.steps_per_epoch = 3;
         app.annotator.fine_tune_epochs = 1;
         app.annotator.fine_tune_runs = tmp.path().join("runs");
         app.annotator.dataset_text = tmp.path().join("corrections").display().to_string();

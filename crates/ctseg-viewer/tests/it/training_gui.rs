@@ -78,7 +78,7 @@ fn training_panel_runs_pauses_and_stops_a_tiny_cpu_run() {
         assert_eq!(t.config.run.backend, ctseg_ml::backend::BackendKind::Cpu);
         t.config.data.cache_dir = tmp.path().join("cache");
         t.config.run.epochs = 8;
-        t.config.run.max_steps_per_epoch = 3;
+        t.config.run.steps_per_epoch = 3;
     }
 
     h.get_by_label("Start").click();
