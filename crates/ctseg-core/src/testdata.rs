@@ -37,6 +37,46 @@ pub fn shared_path(rel: &str) -> Option<PathBuf> {
     None
 }
 
+/// Print why the caller skips and return `None`; a failure under `CI=true`.
+pub fn skip<T>(reason: impl std::fmt::Display) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{reason} (required when CI=true: pip install -r benches/requirements.txt)");
+    }
+    // Straight to the stderr handle so the harness does not capture the reason.
+    let _ = writeln!(std::io::stderr(), "skipping: {reason}");
+    None
+}
+
+/// The reference virtualenv's python (`$CTSEG_PYTHON`, else
+/// `$HOME/.cache/ctseg-venv/bin/python`, made by `.ci/run` from
+/// `benches/requirements.txt`) if it can import every module of `imports`; else the
+/// caller skips ([`skip`]).
+pub fn reference_python(imports: &[&str]) -> Option<PathBuf> {
+    let python = match std::env::var_os("CTSEG_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".cache/ctseg-venv/bin/python"),
+            None => return skip("neither CTSEG_PYTHON nor HOME is set"),
+        },
+    };
+    let code = format!("import {}", imports.join(", "));
+    match std::process::Command::new(&python)
+        .args(["-c", &code])
+        .output()
+    {
+        Ok(out) if out.status.success() => Some(python),
+        Ok(out) => skip(format!(
+            "{} cannot {code}: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("no message")
+        )),
+        Err(e) => skip(format!("cannot run {}: {e}", python.display())),
+    }
+}
+
 /// s0001's CT, its full-model segmentation (as GT) and its fast-model one (as
 /// prediction), or `None` (the caller skips; a failure under `CI=true`).
 pub fn s0001_ct_gt_pred() -> Option<(PathBuf, PathBuf, PathBuf)> {

@@ -13,4 +13,5 @@ pub mod data;
 pub mod evaluate;
 pub mod infer;
 pub mod model;
+pub mod parity;
 pub mod train;

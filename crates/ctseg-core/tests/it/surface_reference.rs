@@ -7,8 +7,6 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::fmt::Display;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -25,40 +23,9 @@ const NSD_TOLERANCE: f64 = 1e-3;
 /// NSD and HD95 of one label, `None` where undefined (surface-distance: inf/nan).
 type Scores = BTreeMap<u8, (Option<f64>, Option<f64>)>;
 
-/// Print why the test skips and return `None`; a failure under `CI=true`.
-fn skip<T>(reason: impl Display) -> Option<T> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{reason} (required when CI=true: pip install -r benches/requirements.txt)");
-    }
-    // Straight to the stderr handle so the harness does not capture the reason.
-    let _ = writeln!(std::io::stderr(), "skipping: {reason}");
-    None
-}
-
 /// The reference venv's python, if it can import surface_distance and nibabel.
 fn reference_python() -> Option<PathBuf> {
-    let python = match std::env::var_os("CTSEG_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => match std::env::var_os("HOME") {
-            Some(home) => PathBuf::from(home).join(".cache/ctseg-venv/bin/python"),
-            None => return skip("neither CTSEG_PYTHON nor HOME is set"),
-        },
-    };
-    match Command::new(&python)
-        .args(["-c", "import surface_distance, nibabel"])
-        .output()
-    {
-        Ok(out) if out.status.success() => Some(python),
-        Ok(out) => skip(format!(
-            "{} cannot import surface_distance and nibabel: {}",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("no message")
-        )),
-        Err(e) => skip(format!("cannot run {}: {e}", python.display())),
-    }
+    ctseg_core::testdata::reference_python(&["surface_distance", "nibabel"])
 }
 
 /// surface-distance's scores for every label of the two files.

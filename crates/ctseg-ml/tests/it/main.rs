@@ -3,4 +3,5 @@
 mod backends;
 mod common;
 mod pytorch_interop;
+mod pytorch_parity;
 mod training;
