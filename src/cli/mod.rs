@@ -27,7 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Describe a CT or segmentation: NIfTI file, DICOM folder or TotalSegmentator subject folder.
     Info(info::InfoArgs),
-    /// Compare a predicted segmentation with the ground truth, per structure.
+    /// Score a prediction against ground truth, or a model over a dataset split
+    /// (Dice, IoU, normalised surface Dice, HD95 per structure).
     Eval(eval::EvalArgs),
     /// Train the U-Net on a dataset into a run folder.
     Train(train::TrainArgs),

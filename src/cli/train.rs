@@ -466,3 +466,102 @@ fn print_progress(events: crossbeam_channel::Receiver<TrainEvent>, quiet: bool) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::path::Path;
+
+    fn train_args(extra: &[&str]) -> TrainArgs {
+        let mut argv = vec!["ctseg", "train"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv) {
+            Ok(crate::cli::Cli {
+                command: Some(crate::cli::Command::Train(args)),
+            }) => args,
+            other => panic!("not a train command: {other:?}"),
+        }
+    }
+
+    /// A run folder holding only the config.toml of `flags` on a dataset path.
+    fn run_folder(dir: &Path, flags: &[&str]) -> PathBuf {
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).expect("data folder");
+        let run = dir.join("run");
+        let mut all = vec!["--data", data.to_str().expect("utf-8"), "--out", "unused"];
+        all.extend_from_slice(flags);
+        let (config, _, _) = effective_config(&train_args(&all)).expect("config");
+        std::fs::create_dir_all(&run).expect("run folder");
+        std::fs::write(run.join("config.toml"), config.to_toml().expect("toml"))
+            .expect("config.toml");
+        run
+    }
+
+    #[test]
+    fn resuming_with_the_flags_the_run_started_with_is_no_change() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let flags = [
+            "--batch-size",
+            "6",
+            "--input-size",
+            "64",
+            "--base-channels",
+            "8",
+            "--lr",
+            "0.003",
+            "--loss",
+            "bce-dice",
+            "--seed",
+            "4",
+            "--schedule",
+            "cosine",
+            "--warmup-steps",
+            "10",
+        ];
+        let run = run_folder(tmp.path(), &flags);
+        let run_text = run.to_str().expect("utf-8");
+        let mut again = vec!["--resume", run_text, "--epochs", "9", "--max-steps", "500"];
+        again.extend_from_slice(&flags);
+        let (config, dir, resume) = effective_config(&train_args(&again)).expect("accepted");
+        assert!(resume);
+        assert_eq!(dir, run);
+        assert_eq!(config.run.epochs, 9);
+        assert_eq!(config.run.max_steps, 500);
+        assert_eq!(config.run.batch_size, 6);
+
+        let changed = train_args(&["--resume", run_text, "--batch-size", "4", "--lr", "0.003"]);
+        let err = effective_config(&changed)
+            .expect_err("a real change")
+            .to_string();
+        assert!(err.contains("--batch-size 4 (the run has 6)"), "{err}");
+        assert!(
+            !err.contains("--lr"),
+            "an unchanged --lr is not named: {err}"
+        );
+    }
+
+    #[test]
+    fn a_run_from_before_schedule_kinds_resumes_on_its_plateau() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let run = run_folder(tmp.path(), &[]);
+        let path = run.join("config.toml");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let old: String = text
+            .lines()
+            .filter(|l| {
+                !l.starts_with("kind =")
+                    && !l.starts_with("warmup_steps")
+                    && !l.starts_with("poly_exponent")
+                    && !l.starts_with("plateau_after_signal")
+                    && !l.starts_with("max_steps =")
+            })
+            .map(|l| l.replace("steps_per_epoch", "max_steps_per_epoch") + "\n")
+            .collect();
+        std::fs::write(&path, old).expect("write");
+        let config = load_run_config(&run).expect("old config loads");
+        assert_eq!(config.schedule.kind, ScheduleKind::Plateau);
+        assert!(!config.schedule.plateau_after_signal);
+        assert_eq!(config.schedule.warmup_steps, 0);
+    }
+}
