@@ -132,26 +132,27 @@ if ! want training_dashboard && ! want training_compare && ! want training_launc
 fi
 
 # Training dashboard: two real runs on s0001 written by separate `ctseg train`
-# processes (BCE at lr 1e-3, BCE+Dice at lr 3e-3), followed live while they run.
+# processes (the default recipe, and the design document's seed recipe: BCE with a
+# plateau schedule that counts from the first epoch), followed live while they run.
 RUNS=$(mktemp -d)
-printf '[model]\ndepth = 3\n[schedule]\nearly_stopping_patience = 0\n' >"$RUNS/small.toml"
+printf '[model]\ndepth = 3\n' >"$RUNS/small.toml"
 train_run() {
     local name=$1; shift
     "$CTSEG_BIN" train --data "$S0001" --out "$RUNS/$name" --config "$RUNS/small.toml" \
-        --backend cpu --epochs 500 --batch-size 6 --input-size 64 --base-channels 8 \
-        --cache-dir "$RUNS/cache" --quiet "$@" >"$RUNS/$name.log" 2>&1 &
+        --backend cpu --max-steps 2000 --batch-size 6 --input-size 64 --base-channels 8 \
+        --early-stopping 0 --cache-dir "$RUNS/cache" --quiet "$@" >"$RUNS/$name.log" 2>&1 &
     TRAIN_PIDS+=($!)
 }
 TRAIN_PIDS=()
 trap '[[ -n $XVFB ]] && kill $XVFB 2>/dev/null; kill ${TRAIN_PIDS[*]} 2>/dev/null; true' EXIT
-train_run bce-lr1e-3
-train_run bcedice-lr3e-3 --loss bce-dice --lr 0.003
-sleep "${TRAIN_SECONDS:-240}"
-for run in bce-lr1e-3 bcedice-lr3e-3; do
+train_run default --steps-per-epoch 25
+train_run seed-recipe --preset seed
+sleep "${TRAIN_SECONDS:-300}"
+for run in default seed-recipe; do
     [[ -f $RUNS/$run/metrics.jsonl ]] || { echo "training $run failed:" >&2; cat "$RUNS/$run.log" >&2; exit 1; }
 done
-shot training_dashboard 5 mouse:1599,999 -- --run "$RUNS/bce-lr1e-3"
-shot training_compare 5 mouse:1599,999 -- --run "$RUNS/bcedice-lr3e-3" --run "$RUNS/bce-lr1e-3"
+shot training_dashboard 5 mouse:1599,999 -- --run "$RUNS/default"
+shot training_compare 5 mouse:1599,999 -- --run "$RUNS/default" --run "$RUNS/seed-recipe"
 kill "${TRAIN_PIDS[@]}" 2>/dev/null || true
 wait "${TRAIN_PIDS[@]}" 2>/dev/null || true
 TRAIN_PIDS=()

@@ -70,9 +70,9 @@ pub struct TrainArgs {
     /// Stop after N epochs without a new best validation Dice (0 = never).
     #[arg(long, value_name = "N")]
     pub early_stopping: Option<usize>,
-    /// Recipe to start from (loss, schedule, epoch length): `default`, the measured
-    /// best, or `seed`, the design document's BCE + ReduceLROnPlateau. Flags and the
-    /// --config file come on top of it.
+    /// Recipe (loss, schedule, epoch length): `default`, the measured best, or
+    /// `seed`, the design document's BCE + ReduceLROnPlateau. It replaces those
+    /// settings of the --config file; the other flags come on top.
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
     /// Preprocessed-slice cache folder (default: $CTSEG_CACHE_DIR, else ~/.cache/ctseg/slices).
@@ -141,11 +141,6 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
         None => TrainConfig::default(),
     };
     if let Some(preset) = args.preset {
-        if args.config.is_some() {
-            bail!(
-                "--preset and --config both set the recipe; put the preset's settings in the file instead"
-            );
-        }
         preset.apply(&mut config);
     }
     if let Some(d) = &args.data {

@@ -182,8 +182,11 @@ pub struct ScheduleSection {
 
 impl Default for ScheduleSection {
     fn default() -> Self {
+        // Measured (README, "Training recipes"): on short budgets the plateau rule
+        // that waits for a signal keeps the rate up while structures are still being
+        // found, where poly and cosine have already decayed it.
         ScheduleSection {
-            kind: ScheduleKind::Poly,
+            kind: ScheduleKind::Plateau,
             warmup_steps: 0,
             poly_exponent: 0.9,
             plateau_factor: 0.5,
