@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use ctseg_core::testdata::{reference_python, shared_path};
-use ctseg_ml::model::{LossKind, UNetConfig};
+use ctseg_ml::model::LossKind;
 use ctseg_ml::parity::{ParitySettings, compare_with_pytorch};
 
 fn main() -> anyhow::Result<()> {
@@ -32,23 +32,7 @@ fn main() -> anyhow::Result<()> {
         Err(_) => LossKind::CeDice,
     };
     let tmp = tempfile::tempdir()?;
-    let settings = ParitySettings {
-        data,
-        cache_dir: tmp.path().join("cache"),
-        model: UNetConfig {
-            in_channels: 1,
-            num_classes: ctseg_core::structures::NUM_STRUCTURES,
-            base_channels: 8,
-            depth: 3,
-            input_size: 64,
-        },
-        steps,
-        batch_size: 6,
-        loss,
-        lr: 1e-3,
-        seed: 7,
-        torch_threads: 2,
-    };
+    let settings = ParitySettings::tiny(data, tmp.path().join("cache"), steps, loss);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/pytorch/parity.py");
     let report = compare_with_pytorch(&settings, &python, &script, tmp.path())?;
     println!(

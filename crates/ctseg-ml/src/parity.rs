@@ -171,6 +171,35 @@ pub struct ParitySettings {
     pub torch_threads: usize,
 }
 
+impl ParitySettings {
+    /// The harness's experiment: the tiny U-Net (64², base 8, depth 3, the 117
+    /// structures), batch 6, constant lr 1e-3, seed 7, two PyTorch threads.
+    pub fn tiny(
+        data: std::path::PathBuf,
+        cache_dir: std::path::PathBuf,
+        steps: usize,
+        loss: LossKind,
+    ) -> Self {
+        ParitySettings {
+            data,
+            cache_dir,
+            model: crate::model::UNetConfig {
+                in_channels: 1,
+                num_classes: ctseg_core::structures::NUM_STRUCTURES,
+                base_channels: 8,
+                depth: 3,
+                input_size: 64,
+            },
+            steps,
+            batch_size: 6,
+            loss,
+            lr: 1e-3,
+            seed: 7,
+            torch_threads: 2,
+        }
+    }
+}
+
 /// What a parity experiment measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ParityReport {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use ctseg_core::testdata::{reference_python, shared_path};
-use ctseg_ml::model::{LossKind, UNetConfig};
+use ctseg_ml::model::LossKind;
 use ctseg_ml::parity::{ParitySettings, compare_with_pytorch};
 
 /// Largest relative difference of a step's loss allowed over the first steps.
@@ -21,23 +21,7 @@ fn check(loss: LossKind) {
         return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let settings = ParitySettings {
-        data,
-        cache_dir: tmp.path().join("cache"),
-        model: UNetConfig {
-            in_channels: 1,
-            num_classes: ctseg_core::structures::NUM_STRUCTURES,
-            base_channels: 8,
-            depth: 3,
-            input_size: 64,
-        },
-        steps: 20,
-        batch_size: 6,
-        loss,
-        lr: 1e-3,
-        seed: 7,
-        torch_threads: 2,
-    };
+    let settings = ParitySettings::tiny(data, tmp.path().join("cache"), 20, loss);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/pytorch/parity.py");
     let report = compare_with_pytorch(&settings, &python, &script, tmp.path()).expect("parity run");
     for (i, (a, b)) in report
