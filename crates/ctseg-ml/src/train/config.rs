@@ -234,11 +234,13 @@ impl Preset {
         }
     }
 
-    /// The preset whose recipe `config` follows, if any.
+    /// The preset whose loss and schedule `config` follows, if any (the epoch length
+    /// is left out: a short smoke-test epoch keeps its recipe).
     pub fn of(config: &TrainConfig) -> Option<Preset> {
         [Preset::Default, Preset::Seed].into_iter().find(|p| {
             let mut c = config.clone();
             p.apply(&mut c);
+            c.run.steps_per_epoch = config.run.steps_per_epoch;
             c == *config
         })
     }
@@ -428,6 +430,12 @@ mod tests {
             Preset::of(&c),
             Some(Preset::Seed),
             "lr is not part of a recipe"
+        );
+        c.run.steps_per_epoch = 6;
+        assert_eq!(
+            Preset::of(&c),
+            Some(Preset::Seed),
+            "nor is the epoch length"
         );
         c.schedule.warmup_steps = 5;
         assert_eq!(Preset::of(&c), None);

@@ -138,9 +138,18 @@ impl RunLog {
         )
     }
 
-    /// Epochs the configuration plans.
+    /// Epochs the configuration plans: `run.epochs`, or with a step budget
+    /// (`run.max_steps`) the epochs that budget spans.
     pub fn planned_epochs(&self) -> Option<usize> {
-        self.config.as_ref().map(|c| c.run.epochs)
+        let config = self.config.as_ref()?;
+        if config.run.max_steps == 0 {
+            return Some(config.run.epochs);
+        }
+        let batches = self.expected_steps_per_epoch()?;
+        let steps = batches
+            .div_ceil(config.optim.accumulate_steps.max(1))
+            .max(1);
+        Some(config.run.max_steps.div_ceil(steps))
     }
 
     /// Steps per epoch: the trainer's figure, else the count of the first finished
@@ -433,6 +442,21 @@ mod tests {
         let eta = log.eta_seconds().expect("eta");
         assert!((eta - (8.0 - 4.0 / 3.0)).abs() < 1e-9, "{eta}");
         assert_eq!(log.best_epoch(), Some((1, 0.30000000000000004)));
+    }
+
+    #[test]
+    fn a_step_budget_plans_the_epochs_it_spans() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(CONFIG_TOML),
+            "[run]\nepochs = 50\nmax_steps = 7\n",
+        )
+        .expect("config");
+        let metrics = dir.path().join(METRICS_JSONL);
+        append(&metrics, &(step(1, 1, 1.0) + &step(1, 2, 0.8)));
+        let mut log = RunLog::open(dir.path()).expect("open");
+        log.steps_per_epoch = Some(2);
+        assert_eq!(log.planned_epochs(), Some(4), "7 steps at 2 per epoch");
     }
 
     #[test]
