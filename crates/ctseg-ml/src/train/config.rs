@@ -234,13 +234,15 @@ impl Preset {
         }
     }
 
-    /// The preset whose loss and schedule `config` follows, if any (the epoch length
-    /// is left out: a short smoke-test epoch keeps its recipe).
+    /// The preset whose loss and schedule `config` follows, if any. How long a run
+    /// lasts is left out (epoch length, early stopping): a short smoke-test run keeps
+    /// its recipe.
     pub fn of(config: &TrainConfig) -> Option<Preset> {
         [Preset::Default, Preset::Seed].into_iter().find(|p| {
             let mut c = config.clone();
             p.apply(&mut c);
             c.run.steps_per_epoch = config.run.steps_per_epoch;
+            c.schedule.early_stopping_patience = config.schedule.early_stopping_patience;
             c == *config
         })
     }
