@@ -294,8 +294,10 @@ pub fn compare_with_pytorch(
         &optim,
         &device,
     );
-    let mut config = TrainConfig::default();
-    config.model = settings.model.clone();
+    let mut config = TrainConfig {
+        model: settings.model.clone(),
+        ..TrainConfig::default()
+    };
     config.run.loss = settings.loss;
     let cpu = Device::flex();
     let validate = |m: &UNet| -> Result<crate::train::validation::Validation> {

@@ -95,7 +95,7 @@ pub enum EvalError {
         /// Subject id.
         id: String,
         /// What went wrong.
-        source: ctseg_core::Error,
+        source: Box<ctseg_core::Error>,
     },
     /// Prediction failed.
     #[error("subject {id}: {source}")]
@@ -103,7 +103,7 @@ pub enum EvalError {
         /// Subject id.
         id: String,
         /// What went wrong.
-        source: InferError,
+        source: Box<InferError>,
     },
 }
 
@@ -131,14 +131,14 @@ pub fn evaluate_dataset(
         progress(done, total, &case.id);
         let subject = index.load(case).map_err(|source| EvalError::Subject {
             id: case.id.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let start = Instant::now();
         let predicted = predictor
             .predict(&subject.ct.volume, options, &mut |_, _| true)
             .map_err(|source| EvalError::Predict {
                 id: case.id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let predict_seconds = start.elapsed().as_secs_f64();
         let evaluation = evaluate_with_surface(
@@ -149,7 +149,7 @@ pub fn evaluate_dataset(
         )
         .map_err(|source| EvalError::Subject {
             id: case.id.clone(),
-            source,
+            source: Box::new(source),
         })?;
         subjects.push(SubjectEvaluation {
             id: case.id.clone(),
