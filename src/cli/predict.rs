@@ -56,6 +56,46 @@ pub struct PredictArgs {
     pub quiet: bool,
 }
 
+/// Refuse, before any inference, an output that is the input itself or that
+/// cannot be written where it should go.
+fn check_output_place(args: &PredictArgs) -> Result<()> {
+    if let (Ok(out), Ok(input)) = (
+        std::fs::canonicalize(&args.out),
+        std::fs::canonicalize(&args.input),
+    ) && (out == input || out.starts_with(&input) || input.starts_with(&out))
+    {
+        bail!(
+            "--out {} would overwrite the input {}; choose another output",
+            args.out.display(),
+            args.input.display()
+        );
+    }
+    let parent = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if !parent.is_dir() {
+        bail!(
+            "cannot write {}: the folder {} does not exist",
+            args.out.display(),
+            parent.display()
+        );
+    }
+    tempfile::Builder::new()
+        .prefix(".ctseg-write-check-")
+        .tempfile_in(&parent)
+        .with_context(|| {
+            format!(
+                "cannot write {}: the folder {} is not writable",
+                args.out.display(),
+                parent.display()
+            )
+        })?;
+    Ok(())
+}
+
 /// Run `ctseg predict`.
 pub fn run(args: &PredictArgs) -> Result<()> {
     if !(args.threshold > 0.0 && args.threshold < 1.0) {
@@ -79,6 +119,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             );
         }
     }
+    check_output_place(args)?;
     let loaded = load_ct(&args.input)?;
     print_warnings(&loaded.warnings);
     let selected = backend::select(args.backend)?;

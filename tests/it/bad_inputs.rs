@@ -273,3 +273,98 @@ fn eval_of_different_grids_names_both_files_and_shapes() {
         "do not share one voxel grid",
     );
 }
+
+#[test]
+fn fifos_devices_links_out_of_a_folder_and_outputs_over_the_input() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mkfifo = |p: &Path| {
+        let made = std::process::Command::new("mkfifo").arg(p).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", p.display());
+    };
+    // A FIFO or a device as the CT is refused up front (it used to hang or read
+    // /dev/zero as "empty").
+    let fifo = d.join("pipe.nii.gz");
+    mkfifo(&fifo);
+    assert_clean_failure(
+        "a FIFO as the CT",
+        &["info", fifo.to_str().unwrap_or("")],
+        &["pipe.nii.gz"],
+        "not a regular file",
+    );
+    assert_clean_failure(
+        "a device as the CT",
+        &["info", "/dev/zero"],
+        &["/dev/zero"],
+        "not a regular file",
+    );
+
+    // Output checks come before any inference (the model path does not even exist).
+    let ct = valid_ct(d);
+    let model = d.join("no-model");
+    let s = |p: &Path| p.to_str().unwrap_or("").to_string();
+    assert_clean_failure(
+        "--out over the input",
+        &[
+            "predict",
+            "--model",
+            &s(&model),
+            "--input",
+            &s(&ct),
+            "--out",
+            &s(&ct),
+            "--force",
+        ],
+        &["valid.nii.gz"],
+        "would overwrite the input",
+    );
+    let nowhere = d.join("no").join("such").join("out.nii.gz");
+    assert_clean_failure(
+        "--out in a missing folder",
+        &[
+            "predict",
+            "--model",
+            &s(&model),
+            "--input",
+            &s(&ct),
+            "--out",
+            &s(&nowhere),
+        ],
+        &["out.nii.gz"],
+        "does not exist",
+    );
+    assert!(ct.is_file(), "the input is still there");
+
+    // A DICOM series folder with a FIFO, a link to / and a dangling link beside the
+    // slices: the series is read, the rest skipped with one warning.
+    let Some(source) = shared("totalseg/dicom_ct") else {
+        return;
+    };
+    let series = d.join("series");
+    std::fs::create_dir(&series).expect("mkdir");
+    for entry in std::fs::read_dir(&source).expect("series folder") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), series.join(entry.file_name())).expect("copy");
+    }
+    mkfifo(&series.join("zz_pipe"));
+    std::os::unix::fs::symlink("/", series.join("escape")).expect("symlink");
+    std::os::unix::fs::symlink(series.join("nope"), series.join("dangling")).expect("symlink");
+    let run = ctseg(&["info", &s(&series)]);
+    assert_eq!(
+        run.code, 0,
+        "the series beside them is read: {}",
+        run.stderr
+    );
+    for expected in [
+        "a link leading out of the folder",
+        "not a regular file",
+        "broken or looping link",
+    ] {
+        assert!(
+            run.stderr.contains(expected),
+            "warning about {expected:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(run.stdout.contains("20"), "all 20 slices: {}", run.stdout);
+}

@@ -56,14 +56,20 @@ struct SliceHeader {
 /// series, the CT series with the most slices is read and the others are listed in
 /// the warnings.
 pub fn read_series(dir: &Path) -> Result<DicomSeries> {
-    let mut files = Vec::new();
-    collect_files(dir, &mut files, 0)?;
+    let scan = scan_folder(dir)?;
+    let scan_warnings = scan.warnings(dir);
+    let mut files = scan.files;
     files.sort();
     if files.is_empty() {
-        return Err(Error::format(
-            dir,
-            "folder is empty: no DICOM files or CT found",
-        ));
+        let message = if scan_warnings.is_empty() {
+            "folder is empty: no DICOM files or CT found".to_string()
+        } else {
+            format!(
+                "no files to read: no DICOM files or CT found ({})",
+                scan_warnings.join("; ")
+            )
+        };
+        return Err(Error::format(dir, message));
     }
     let mut headers = Vec::new();
     let mut not_dicom = 0usize;
@@ -115,7 +121,7 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
                 ),
             )
         })?;
-    let mut warnings = Vec::new();
+    let mut warnings = scan_warnings;
     if series.len() > 1 {
         warnings.push(format!(
             "{}: {} series found; read the CT series {} ({} slices)",
@@ -148,25 +154,135 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
     })
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
-    if depth > 8 {
-        return Ok(());
+/// Deepest folder level below the series folder that is searched.
+const MAX_SCAN_DEPTH: usize = 8;
+/// Most files one series folder scan lists.
+const MAX_SCAN_FILES: usize = 200_000;
+
+/// What a folder scan found, and what it left out and why.
+#[derive(Debug, Default)]
+struct FolderScan {
+    /// Regular files inside the folder.
+    files: Vec<PathBuf>,
+    /// Entries left out (unreadable, not a regular file, a link leaving the folder).
+    skipped: Vec<String>,
+    /// Whether folders deeper than [`MAX_SCAN_DEPTH`] were not searched.
+    too_deep: bool,
+    /// Whether the scan stopped at [`MAX_SCAN_FILES`].
+    too_many: bool,
+}
+
+impl FolderScan {
+    /// Warning lines for what was left out (one line per kind of problem).
+    fn warnings(&self, dir: &Path) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.skipped.is_empty() {
+            let shown: Vec<&str> = self.skipped.iter().take(3).map(String::as_str).collect();
+            w.push(format!(
+                "{}: skipped {} entr{} ({}{})",
+                dir.display(),
+                self.skipped.len(),
+                if self.skipped.len() == 1 { "y" } else { "ies" },
+                shown.join("; "),
+                if self.skipped.len() > 3 { "; …" } else { "" }
+            ));
+        }
+        if self.too_deep {
+            w.push(format!(
+                "{}: folders more than {MAX_SCAN_DEPTH} levels down were not searched",
+                dir.display()
+            ));
+        }
+        if self.too_many {
+            w.push(format!(
+                "{}: the scan stopped after {MAX_SCAN_FILES} files",
+                dir.display()
+            ));
+        }
+        w
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+}
+
+/// List the regular files under `root`, never leaving it: symbolic links are
+/// followed only when their target lies inside `root`; FIFOs, sockets and devices
+/// are never opened; unreadable entries below `root` are skipped (and listed).
+fn scan_folder(root: &Path) -> Result<FolderScan> {
+    let canonical_root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+    let mut scan = FolderScan::default();
+    // The folder itself must be readable; below it, unreadable entries are skipped.
+    std::fs::read_dir(root).map_err(|e| Error::io(root, e))?;
+    collect_files(&canonical_root, root, &mut scan, 0);
+    Ok(scan)
+}
+
+fn collect_files(root: &Path, dir: &Path, scan: &mut FolderScan, depth: usize) {
+    if depth > MAX_SCAN_DEPTH {
+        scan.too_deep = true;
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            scan.skipped.push(format!("{}: {e}", dir.display()));
+            return;
+        }
+    };
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if scan.files.len() >= MAX_SCAN_FILES {
+            scan.too_many = true;
+            return;
+        }
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                scan.skipped.push(format!("{}: {e}", dir.display()));
+                continue;
+            }
+        };
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().to_string();
         if name.starts_with('.') || name.eq_ignore_ascii_case("DICOMDIR") {
             continue;
         }
-        if path.is_dir() {
-            collect_files(&path, out, depth + 1)?;
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        if is_link {
+            match std::fs::canonicalize(&path) {
+                Ok(target) if target.starts_with(root) => {}
+                Ok(_) => {
+                    scan.skipped.push(format!(
+                        "{}: a link leading out of the folder",
+                        path.display()
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    scan.skipped.push(format!(
+                        "{}: a broken or looping link ({e})",
+                        path.display()
+                    ));
+                    continue;
+                }
+            }
+        }
+        // Follows a link (inside the folder) to what it points at.
+        let file_type = match std::fs::metadata(&path) {
+            Ok(m) => m.file_type(),
+            Err(e) => {
+                scan.skipped.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        if file_type.is_dir() {
+            collect_files(root, &path, scan, depth + 1);
+        } else if file_type.is_file() {
+            scan.files.push(path);
         } else {
-            out.push(path);
+            scan.skipped.push(format!(
+                "{}: not a regular file (a FIFO, socket or device)",
+                path.display()
+            ));
         }
     }
-    Ok(())
 }
 
 fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> String {

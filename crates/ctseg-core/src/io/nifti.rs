@@ -194,6 +194,15 @@ pub fn read_header(path: impl AsRef<Path>) -> Result<(Geometry, NiftiInfo)> {
 
 /// A buffered reader over `path`, transparently gunzipping (by magic bytes).
 fn open_stream(path: &Path) -> Result<(Box<dyn Read>, bool, u64)> {
+    // Opening a FIFO would block until a writer comes, and a device never ends:
+    // only regular files are read.
+    let kind = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !kind.is_file() {
+        return Err(Error::format(
+            path,
+            "not a regular file (a FIFO, socket or device); ctseg reads files and folders only",
+        ));
+    }
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len == 0 {
