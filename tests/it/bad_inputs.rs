@@ -368,3 +368,40 @@ fn fifos_devices_links_out_of_a_folder_and_outputs_over_the_input() {
     }
     assert!(run.stdout.contains("20"), "all 20 slices: {}", run.stdout);
 }
+
+#[test]
+fn absurd_model_sizes_are_refused_before_allocating() {
+    let dir = tempdir();
+    let d = dir.path().to_str().unwrap_or("").to_string();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap_or("");
+    for (flag, value, expected) in [
+        (
+            "--input-size",
+            "100000",
+            "input_size 100000 is above the limit",
+        ),
+        (
+            "--base-channels",
+            "100000",
+            "base_channels 100000 is above the limit",
+        ),
+    ] {
+        assert_clean_failure(
+            flag,
+            &[
+                "train",
+                "--data",
+                &d,
+                "--out",
+                out,
+                "--backend",
+                "cpu",
+                flag,
+                value,
+            ],
+            &["100000"],
+            expected,
+        );
+    }
+}

@@ -46,6 +46,11 @@ impl Default for UNetConfig {
     }
 }
 
+/// Largest model input side accepted.
+pub const MAX_INPUT_SIZE: usize = 2048;
+/// Largest first-level width accepted.
+pub const MAX_BASE_CHANNELS: usize = 512;
+
 impl UNetConfig {
     /// Check that the configuration describes a buildable network.
     pub fn validate(&self) -> Result<(), String> {
@@ -59,6 +64,20 @@ impl UNetConfig {
             return Err(format!(
                 "num_classes must fit a u8 label map (≤255), got {}",
                 self.num_classes
+            ));
+        }
+        // Bounds far above any real use, checked before anything is allocated: a
+        // typo such as 100000 must not become a 600 GB allocation and an abort.
+        if self.input_size > MAX_INPUT_SIZE {
+            return Err(format!(
+                "input_size {} is above the limit of {MAX_INPUT_SIZE} (the design uses 256)",
+                self.input_size
+            ));
+        }
+        if self.base_channels > MAX_BASE_CHANNELS {
+            return Err(format!(
+                "base_channels {} is above the limit of {MAX_BASE_CHANNELS} (the design uses 32)",
+                self.base_channels
             ));
         }
         let factor = 1usize << self.depth;

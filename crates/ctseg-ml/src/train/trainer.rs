@@ -161,15 +161,23 @@ fn effective_config(config: &TrainConfig, resume: bool) -> Result<TrainConfig, T
 
 /// A new run needs a folder without a run; a resumed one needs `last`.
 fn check_run_folder(run: &RunDir, resume: bool) -> Result<(), TrainError> {
+    let has_checkpoint = run.checkpoint("last").join(STATE_FILE).is_file();
     if !resume && run.config().exists() {
-        return Err(TrainError::Config(format!(
-            "{} already holds a run; continue it with --resume or choose another --out",
-            run.path.display()
-        )));
+        return Err(TrainError::Config(if has_checkpoint {
+            format!(
+                "{} already holds a run; continue it with --resume or choose another --out",
+                run.path.display()
+            )
+        } else {
+            format!(
+                "{} holds a run that stopped before its first checkpoint, so there is nothing to resume; delete the folder to start again, or choose another --out",
+                run.path.display()
+            )
+        }));
     }
-    if resume && !run.checkpoint("last").join(STATE_FILE).is_file() {
+    if resume && !has_checkpoint {
         return Err(TrainError::Config(format!(
-            "{}: no checkpoints/last/{STATE_FILE} to resume from",
+            "{}: no checkpoints/last/{STATE_FILE} to resume from (the run stopped before its first checkpoint); delete the folder and start the run again",
             run.path.display()
         )));
     }

@@ -477,3 +477,32 @@ fn a_step_budget_ends_the_run_with_a_final_validation_and_checkpoints() {
     .expect("resume");
     assert_eq!(again.epochs.len(), 2);
 }
+
+#[test]
+fn a_run_that_stopped_before_its_first_checkpoint_says_what_to_do() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = phantom_dataset(tmp.path(), 3);
+    let config = small_config(&data, &tmp.path().join("cache"));
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).expect("run folder");
+    std::fs::write(run.join("config.toml"), config.to_toml().expect("toml")).expect("config");
+    let again = |resume: bool| {
+        train(
+            &config,
+            &run,
+            resume,
+            &mut EventBus::new(),
+            &TrainControl::new(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let fresh = again(false);
+    assert!(
+        fresh.contains("stopped before its first checkpoint")
+            && fresh.contains("delete the folder"),
+        "{fresh}"
+    );
+    let resumed = again(true);
+    assert!(resumed.contains("delete the folder"), "{resumed}");
+}
