@@ -249,8 +249,7 @@ pub fn compare_with_pytorch(
     use crate::train::validation::run_validation;
 
     let device = Device::flex().autodiff();
-    device.seed(settings.seed);
-    let model: UNet = settings.model.init(&device);
+    let model: UNet = settings.model.init_seeded(&device, settings.seed);
     let bytes = weights_to_bytes(&model, &settings.model).map_err(Error::Invalid)?;
     write_file(&dir.join("init.safetensors"), &bytes).map_err(|e| Error::Invalid(e.to_string()))?;
     let batches = FixedBatches::from_dataset(

@@ -95,7 +95,20 @@ impl UNetConfig {
         (0..self.depth).map(|i| self.base_channels << i).collect()
     }
 
-    /// Build the network with freshly initialised weights on `device`.
+    /// Build the network on `device` with the weights `seed` gives, whatever other
+    /// threads do with the backend meanwhile.
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> UNet {
+        // Burn's seed is shared by every user of the backend in the process: hold it
+        // from seeding to the last weight drawn, so two runs started at once (tests,
+        // the viewer's trainer) each get the weights their seed promises.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        device.seed(seed);
+        self.init(device)
+    }
+
+    /// Build the network with freshly initialised weights on `device`, from the
+    /// backend's current random state.
     pub fn init(&self, device: &Device) -> UNet {
         let widths = self.encoder_widths();
         let mut encoders = Vec::with_capacity(self.depth);
