@@ -210,8 +210,8 @@ fn scan_folder(root: &Path) -> Result<FolderScan> {
     let canonical_root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
     let mut scan = FolderScan::default();
     // The folder itself must be readable; below it, unreadable entries are skipped.
-    std::fs::read_dir(root).map_err(|e| Error::io(root, e))?;
-    collect_files(&canonical_root, root, &mut scan, 0);
+    let entries = std::fs::read_dir(root).map_err(|e| Error::io(root, e))?;
+    collect_entries(&canonical_root, root, entries, &mut scan, 0);
     Ok(scan)
 }
 
@@ -220,13 +220,19 @@ fn collect_files(root: &Path, dir: &Path, scan: &mut FolderScan, depth: usize) {
         scan.too_deep = true;
         return;
     }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            scan.skipped.push(format!("{}: {e}", dir.display()));
-            return;
-        }
-    };
+    match std::fs::read_dir(dir) {
+        Ok(entries) => collect_entries(root, dir, entries, scan, depth),
+        Err(e) => scan.skipped.push(format!("{}: {e}", dir.display())),
+    }
+}
+
+fn collect_entries(
+    root: &Path,
+    dir: &Path,
+    entries: std::fs::ReadDir,
+    scan: &mut FolderScan,
+    depth: usize,
+) {
     for entry in entries {
         if scan.files.len() >= MAX_SCAN_FILES {
             scan.too_many = true;

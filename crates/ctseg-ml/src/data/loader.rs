@@ -92,21 +92,14 @@ pub fn epoch_plan_of_batches(
     batch_size: usize,
     batches: usize,
 ) -> Vec<SliceRef> {
-    let first = epoch_plan(
-        slices,
-        foreground,
-        epoch,
-        seed,
-        foreground_oversample,
-        batch_size,
-    );
-    if batches == 0 || first.is_empty() {
-        return first;
+    if slices.is_empty() || batch_size == 0 {
+        return Vec::new();
     }
     let wanted = batches * batch_size;
-    let mut plan = first;
-    let mut pass = 1u64;
-    while plan.len() < wanted {
+    let mut plan = Vec::new();
+    let mut pass = 0u64;
+    // Pass 0 is exactly [`epoch_plan`]'s order.
+    while pass == 0 || plan.len() < wanted {
         plan.extend(pass_plan(
             slices,
             foreground,
@@ -118,7 +111,9 @@ pub fn epoch_plan_of_batches(
         ));
         pass += 1;
     }
-    plan.truncate(wanted);
+    if batches > 0 {
+        plan.truncate(wanted);
+    }
     plan
 }
 

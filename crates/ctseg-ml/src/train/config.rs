@@ -269,7 +269,34 @@ impl DataSection {
     }
 }
 
+/// How long a run lasts, from its settings and the batches of one epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLength {
+    /// Epochs to run (from the step budget when `run.max_steps` is set).
+    pub epochs: usize,
+    /// Optimiser steps of the whole run, over which poly and cosine decay.
+    pub total_steps: usize,
+}
+
 impl TrainConfig {
+    /// The run's length when one epoch is `batches_per_epoch` batches (the trainer
+    /// and the dashboard both use this).
+    pub fn run_length(&self, batches_per_epoch: usize) -> RunLength {
+        let steps_per_epoch = batches_per_epoch
+            .div_ceil(self.optim.accumulate_steps.max(1))
+            .max(1);
+        match self.run.max_steps {
+            0 => RunLength {
+                epochs: self.run.epochs,
+                total_steps: self.run.epochs * steps_per_epoch,
+            },
+            n => RunLength {
+                epochs: n.div_ceil(steps_per_epoch),
+                total_steps: n,
+            },
+        }
+    }
+
     /// Read a (possibly partial) TOML file; missing settings take their defaults.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

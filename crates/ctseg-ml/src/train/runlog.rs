@@ -145,11 +145,7 @@ impl RunLog {
         if config.run.max_steps == 0 {
             return Some(config.run.epochs);
         }
-        let batches = self.expected_steps_per_epoch()?;
-        let steps = batches
-            .div_ceil(config.optim.accumulate_steps.max(1))
-            .max(1);
-        Some(config.run.max_steps.div_ceil(steps))
+        Some(config.run_length(self.expected_steps_per_epoch()?).epochs)
     }
 
     /// Steps per epoch: the trainer's figure, else the count of the first finished

@@ -116,8 +116,7 @@ fn train_inner(
     std::fs::create_dir_all(&run.path).map_err(|e| ctseg_core::Error::io(&run.path, e))?;
     let metrics = MetricsFile::of(&run);
     let device = selected.device.clone().autodiff();
-    device.seed(config.run.seed);
-    let mut model: UNet = config.model.init(&device);
+    let mut model: UNet = config.model.init_seeded(&device, config.run.seed);
     if !resume && let Some(init) = &config.run.init_from {
         model = load_weights(init, &device)?.0;
     }
@@ -330,15 +329,11 @@ impl Session<'_> {
             0 => self.data.slices.len().div_ceil(run.batch_size),
             n => n * accumulate,
         };
-        let steps_per_epoch = batches_per_epoch.div_ceil(accumulate).max(1);
-        let (epochs, total_steps) = match run.max_steps {
-            0 => (run.epochs, run.epochs * steps_per_epoch),
-            n => (n.div_ceil(steps_per_epoch), n),
-        };
+        let length = self.config.run_length(batches_per_epoch);
         RunPlan {
             batches_per_epoch,
-            epochs,
-            total_steps,
+            epochs: length.epochs,
+            total_steps: length.total_steps,
         }
     }
 
