@@ -112,7 +112,7 @@ shot three_views 6 -- "$CT" --gt "$GT" --pred "$PRED" --layout three --select li
 shot side_by_side 6 -- "$CT" --gt "$GT" --pred "$PRED" --layout side-by-side --axis coronal --select liver
 shot difference 6 -- "$CT" --gt "$GT" --pred "$PRED" --difference --select liver
 shot dicom 8 -- "$DATA/totalseg/dicom_ct" --window Bone
-shot sample 6 -- --sample --layout three
+shot sample 6 -- --sample --layout three --select liver --window Abdomen
 
 # Annotator on s0001: the prediction copied into an editable layer, a liver stroke
 # painted with the brush (its outline at the mouse), then the polygon tool mid-way,

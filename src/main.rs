@@ -8,7 +8,10 @@ use clap::Parser;
 use ctseg::cli::{Cli, Command, bench, eval, info, phantom, predict, train};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // openjpeg's own log lines (through the jpeg2k crate) would come before, and
+    // repeat, the one error ctseg prints for an undecodable slice.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,jpeg2k=off"))
+        .init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Info(args)) => info::run(args),

@@ -74,7 +74,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let selected = backend::select(args.backend)?;
     if args.check {
-        let statistics = backend::check_batch_norm_statistics(args.backend, &selected.device);
+        let statistics = backend::check_batch_norm_statistics(selected.kind, &selected.device);
         match &statistics {
             Ok(()) => eprintln!(
                 "BatchNorm training statistics over 8×256×256 values per channel: correct"
@@ -146,7 +146,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Some(path) => {
             let ct = ctseg_core::io::load_ct(path)?.volume;
             let predictor = match &args.model {
-                Some(weights) => Predictor::load(weights, device.clone(), args.backend)?,
+                Some(weights) => Predictor::load(weights, device.clone(), selected.kind)?,
                 None => {
                     // The same random model the inference batches timed.
                     device.seed(0);
@@ -154,7 +154,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                         config.init(&device),
                         config.clone(),
                         device.clone(),
-                        args.backend,
+                        selected.kind,
                     )
                 }
             }

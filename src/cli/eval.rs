@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::cli::{emit, print_warnings};
-use ctseg_core::io::segmentation::{check_same_grid, load_segmentation};
+use ctseg_core::io::segmentation::{check_same_grid, load_segmentation, segmentation_grid};
 use ctseg_core::metrics::{Evaluation, evaluate_with_surface};
 use ctseg_core::structures::catalog;
 use ctseg_ml::backend::BackendKind;
@@ -64,6 +64,14 @@ pub fn evaluate_paths(
     pred_path: &std::path::Path,
     nsd_tolerance: f64,
 ) -> Result<(Evaluation, Vec<String>)> {
+    // The grids first, from the headers: a mismatch is found before either
+    // volume is read (seconds and gigabytes on a large CT).
+    check_same_grid(
+        gt_path,
+        &segmentation_grid(gt_path)?,
+        pred_path,
+        &segmentation_grid(pred_path)?,
+    )?;
     let gt = load_segmentation(gt_path)?;
     let pred = load_segmentation(pred_path)?;
     check_same_grid(
@@ -165,7 +173,18 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let (e, warnings) = evaluate_paths(gt, pred, args.nsd_tolerance)?;
     print_warnings(&warnings);
     if args.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&e)?))
+        /// The evaluation with the warnings made while reading the files.
+        #[derive(serde::Serialize)]
+        struct WithWarnings<'a> {
+            #[serde(flatten)]
+            evaluation: &'a Evaluation,
+            warnings: &'a [String],
+        }
+        let out = WithWarnings {
+            evaluation: &e,
+            warnings: &warnings,
+        };
+        emit(&format!("{}\n", serde_json::to_string_pretty(&out)?))
     } else if args.csv {
         emit(&to_csv(&e))
     } else {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::eval::EvalArgs;
-use crate::cli::emit;
+use crate::cli::{emit, print_warnings};
 use ctseg_core::dataset::DatasetIndex;
 use ctseg_ml::backend;
 use ctseg_ml::evaluate::{evaluate_dataset, per_subject_csv, summary_table, write_outputs};
@@ -30,7 +30,7 @@ pub fn run(args: &EvalArgs, model: &Path, data: &Path) -> Result<()> {
     };
     let index = DatasetIndex::open(data, val_fraction, seed)?;
     let selected = backend::select(args.backend)?;
-    let predictor = Predictor::load(model, selected.device.clone(), args.backend)?;
+    let predictor = Predictor::load(model, selected.device.clone(), selected.kind)?;
     if !args.quiet {
         eprintln!(
             "model {} on {}; {} ({})",
@@ -68,6 +68,7 @@ pub fn run(args: &EvalArgs, model: &Path, data: &Path) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    print_warnings(&evaluation.warnings);
     if let Some(out) = &args.out {
         write_outputs(out, &evaluation)
             .with_context(|| format!("cannot write the evaluation into {}", out.display()))?;

@@ -26,7 +26,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Compute backend.
-    #[arg(long, value_enum, default_value_t = BackendKind::Wgpu)]
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     pub backend: BackendKind,
     /// Slices per forward pass.
     #[arg(long, default_value_t = 8)]
@@ -104,13 +104,16 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be positive");
     }
-    if args.out.exists() && !args.force {
-        bail!(
-            "{} already exists; pass --force to replace it",
-            args.out.display()
-        );
-    }
+    // What the output must be comes before whether it may be replaced, so that
+    // the advice given (--force) is one that then works.
     if !args.per_structure {
+        if args.out.is_dir() {
+            bail!(
+                "{} is a folder: give a file name ending in .nii.gz (e.g. {}), or --per-structure to write one mask per structure into the folder",
+                args.out.display(),
+                args.out.join("labels.nii.gz").display()
+            );
+        }
         let name = args.out.to_string_lossy();
         if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
             bail!(
@@ -118,14 +121,25 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                 args.out.display()
             );
         }
+    } else if args.out.exists() && !args.out.is_dir() {
+        bail!(
+            "{} exists and is not a folder: --per-structure writes a folder of masks",
+            args.out.display()
+        );
+    }
+    if args.out.exists() && !args.force {
+        bail!(
+            "{} already exists; pass --force to replace it",
+            args.out.display()
+        );
     }
     check_output_place(args)?;
     let loaded = load_ct(&args.input)?;
     print_warnings(&loaded.warnings);
     let selected = backend::select(args.backend)?;
-    let predictor = Predictor::load(&args.model, selected.device.clone(), args.backend)?
+    let predictor = Predictor::load(&args.model, selected.device.clone(), selected.kind)?
         .with_precision(args.precision, &selected.describe())?;
-    if args.backend == BackendKind::Cpu && args.precision != Precision::F32 {
+    if selected.kind == BackendKind::Cpu && args.precision != Precision::F32 {
         eprintln!(
             "warning: {} on the CPU is slower than f32 (no native half arithmetic); it pays off on GPUs",
             args.precision
@@ -162,6 +176,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         bar.set_position(done as u64);
         true
     })?;
+    // The CT is not needed for saving: its memory goes back before the output's
+    // buffers are made.
+    drop(loaded);
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     if args.per_structure {

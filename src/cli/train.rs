@@ -451,6 +451,7 @@ fn print_progress(events: crossbeam_channel::Receiver<TrainEvent>, quiet: bool) 
                 }
             }
             TrainEvent::Sample { .. } => {}
+            TrainEvent::Warning { message } => say(&bar, format!("warning: {message}")),
             TrainEvent::Paused => say(&bar, "paused".into()),
             TrainEvent::Resumed => say(&bar, "resumed".into()),
             TrainEvent::Finished { .. } | TrainEvent::Failed { .. } => {

@@ -25,7 +25,8 @@ pub struct ViewArgs {
     /// Model for the Predict button: weights file, checkpoint folder or run folder.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Start with the generated sample phantom.
+    /// Open the bundled sample CT (s0001, built into the program) with its full-model
+    /// segmentation as ground truth and its fast-model one as prediction.
     #[arg(long, conflicts_with = "ct")]
     pub sample: bool,
     /// View arrangement: single, three, side-by-side.
@@ -119,7 +120,7 @@ pub fn run_view(args: &ViewArgs) -> anyhow::Result<()> {
     .chain(&args.runs)
     {
         if !p.exists() {
-            anyhow::bail!("{}: no such file or folder", p.display());
+            return Err(ctseg_core::io::missing(p).into());
         }
     }
     run(Startup {

@@ -180,6 +180,8 @@ fn bad_files_give_one_clear_line() {
             &[file],
             expected,
         );
+        // The file against itself: the grids (from the headers) agree, so the
+        // error is the file's own.
         assert_clean_failure(
             name,
             &[
@@ -187,7 +189,7 @@ fn bad_files_give_one_clear_line() {
                 "--gt",
                 path.to_str().unwrap_or(""),
                 "--pred",
-                valid.to_str().unwrap_or(""),
+                path.to_str().unwrap_or(""),
             ],
             &[file],
             expected,
@@ -404,4 +406,132 @@ fn absurd_model_sizes_are_refused_before_allocating() {
             expected,
         );
     }
+}
+
+/// A multilabel file on `shape` (1 mm grid) holding `values` cyclically.
+fn label_file<T: ctseg_core::volume::Voxel>(path: &Path, shape: [usize; 3], values: &[T]) {
+    let g = Geometry::new(shape, ctseg_core::geometry::IDENTITY);
+    let data: Vec<T> = (0..g.voxel_count())
+        .map(|i| values[i % values.len()])
+        .collect();
+    nifti::write(
+        path,
+        &Volume::new(g, data).expect("voxels"),
+        &WriteOptions::default(),
+    )
+    .expect("write");
+}
+
+#[test]
+fn eval_refuses_what_is_not_a_label_map_and_checks_grids_from_the_headers() {
+    let dir = tempdir();
+    let d = dir.path();
+    let s = |p: &Path| p.to_str().unwrap_or("").to_string();
+    let gt = d.join("gt.nii.gz");
+    label_file::<u8>(&gt, [8, 8, 4], &[0, 5, 6]);
+    // A CT given as the prediction: refused with its values, not scored as confetti.
+    let ct = valid_ct(d);
+    let ct_on_grid = d.join("ct_on_grid.nii.gz");
+    label_file::<i16>(&ct_on_grid, [8, 8, 4], &[-1000, 40, 700]);
+    assert_clean_failure(
+        "a CT as the prediction",
+        &["eval", "--gt", &s(&gt), "--pred", &s(&ct_on_grid)],
+        &["ct_on_grid.nii.gz", "-1000"],
+        "not a label map",
+    );
+    // Fractional labels are refused, not rounded.
+    let half = d.join("half.nii.gz");
+    label_file::<f32>(&half, [8, 8, 4], &[0.0, 1.5]);
+    assert_clean_failure(
+        "fractional labels",
+        &["eval", "--gt", &s(&gt), "--pred", &s(&half)],
+        &["half.nii.gz", "1.5"],
+        "non-integer",
+    );
+    // 70005 is reported as 70005 (it used to be "label value 255").
+    let big = d.join("big.nii.gz");
+    label_file::<i32>(&big, [8, 8, 4], &[0, 70005]);
+    assert_clean_failure(
+        "label 70005",
+        &["eval", "--gt", &s(&gt), "--pred", &s(&big)],
+        &["big.nii.gz", "70005"],
+        "not a label map",
+    );
+    // A prediction on another grid whose voxel data is cut short: the grid
+    // mismatch is found from the headers, before any voxel is read.
+    let other = d.join("other.nii");
+    let mut header = Header::new([16, 16, 4], 2, 8);
+    header.srow = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+    ];
+    std::fs::write(&other, header.bytes()).expect("write");
+    assert_clean_failure(
+        "grid mismatch from the headers",
+        &["eval", "--gt", &s(&gt), "--pred", &s(&other)],
+        &["gt.nii.gz", "other.nii", "8×8×4", "16×16×4"],
+        "do not share one voxel grid",
+    );
+    // The JSON output carries the warnings made while reading.
+    let unnamed = d.join("unnamed.nii.gz");
+    label_file::<u8>(&unnamed, [8, 8, 4], &[0, 5, 6]);
+    let run = ctseg(&["eval", "--gt", &s(&gt), "--pred", &s(&unnamed), "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert!(json["warnings"].is_array(), "{}", run.stdout);
+    assert!(json["structures"].is_array(), "{}", run.stdout);
+    drop(ct);
+}
+
+#[test]
+fn predict_into_a_folder_says_what_to_give_instead_of_advising_force() {
+    let dir = tempdir();
+    let d = dir.path();
+    let s = |p: &Path| p.to_str().unwrap_or("").to_string();
+    let ct = valid_ct(d);
+    let out = d.join("results");
+    std::fs::create_dir(&out).expect("mkdir");
+    for force in [false, true] {
+        let mut args = vec![
+            "predict".to_string(),
+            "--model".into(),
+            s(&d.join("no-model")),
+            "--input".into(),
+            s(&ct),
+            "--out".into(),
+            s(&out),
+        ];
+        if force {
+            args.push("--force".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_clean_failure(
+            "--out is a folder",
+            &args,
+            &["results", "labels.nii.gz", "--per-structure"],
+            "is a folder",
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn broken_links_are_named_as_broken_links() {
+    let dir = tempdir();
+    let link = dir.path().join("scan.nii.gz");
+    std::os::unix::fs::symlink(dir.path().join("moved-away.nii.gz"), &link).expect("link");
+    let s = link.to_str().unwrap_or("");
+    assert_clean_failure(
+        "a dangling link",
+        &["info", s],
+        &["scan.nii.gz", "moved-away.nii.gz"],
+        "broken symbolic link",
+    );
+    assert_clean_failure(
+        "a dangling link in view",
+        &["view", s],
+        &["scan.nii.gz"],
+        "broken symbolic link",
+    );
 }

@@ -14,6 +14,22 @@ pub const IDENTITY: Affine = [
     [0.0, 0.0, 0.0, 1.0],
 ];
 
+/// Voxel spacings (mm) a CT can have: from micro-CT (0.01 mm) to the thickest slabs
+/// (100 mm). Anything outside is a corrupt header (e.g. an sform of 1e30 mm or a
+/// slice gap of kilometres), refused rather than shown squashed or stretched.
+pub const PLAUSIBLE_SPACING_MM: std::ops::RangeInclusive<f64> = 0.01..=100.0;
+
+/// A number for messages: plain with up to 4 decimals when moderate (`3`, `0.9766`),
+/// in scientific notation when huge or tiny (`1e30`, `2.5e-7`).
+pub fn short_number(v: f64) -> String {
+    if v == 0.0 || (1e-3..1e6).contains(&v.abs()) {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:e}")
+    }
+}
+
 /// Shape and placement of a 3-D voxel grid in RAS+ world space (millimetres).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Geometry {
@@ -45,6 +61,24 @@ impl Geometry {
     pub fn spacing(&self) -> [f64; 3] {
         let m = &self.world_from_voxel;
         std::array::from_fn(|c| (0..3).map(|r| m[r][c] * m[r][c]).sum::<f64>().sqrt())
+    }
+
+    /// An explanation when a spacing lies outside [`PLAUSIBLE_SPACING_MM`].
+    pub fn implausible_spacing(&self) -> Option<String> {
+        let spacing = self.spacing();
+        spacing
+            .iter()
+            .any(|s| !PLAUSIBLE_SPACING_MM.contains(s))
+            .then(|| {
+                format!(
+                    "voxel spacing {} × {} × {} mm is implausible for a CT (ctseg reads {}–{} mm): a corrupt affine?",
+                    short_number(spacing[0]),
+                    short_number(spacing[1]),
+                    short_number(spacing[2]),
+                    PLAUSIBLE_SPACING_MM.start(),
+                    PLAUSIBLE_SPACING_MM.end()
+                )
+            })
     }
 
     /// Volume of one voxel in mm³ (absolute determinant of the 3×3 part).

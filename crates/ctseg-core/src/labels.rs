@@ -117,18 +117,21 @@ pub fn lut_for(
             }
         }
     }
-    for v in 1..256 {
-        if counts[v] > 0 && !known[v] {
-            warnings.push(format!(
-                "{} voxels have label value {v}, which {}; set to background",
-                counts[v],
-                if table.is_some() {
-                    "the label table does not name"
-                } else {
-                    "is outside 1..=117"
-                }
-            ));
-        }
+    let unknown: Vec<usize> = (1..256).filter(|&v| counts[v] > 0 && !known[v]).collect();
+    if !unknown.is_empty() {
+        let voxels: u64 = unknown.iter().map(|&v| counts[v]).sum();
+        let shown: Vec<String> = unknown.iter().take(8).map(|v| v.to_string()).collect();
+        warnings.push(format!(
+            "{voxels} voxels have label value{} {}{}, which {}; set to background",
+            if unknown.len() == 1 { "" } else { "s" },
+            shown.join(", "),
+            if unknown.len() > 8 { ", …" } else { "" },
+            if table.is_some() {
+                "the label table does not name"
+            } else {
+                "lie outside 1..=117"
+            }
+        ));
     }
     (lut, warnings)
 }

@@ -9,6 +9,7 @@
 //! | GPU kernels and autotune results | `<root>/kernels` | `CTSEG_KERNEL_CACHE` |
 //! | recovery files of unsaved edits | `<root>/recovery` | `CTSEG_RECOVERY_DIR` |
 //! | the sample phantom dataset | `<root>/phantoms` | – |
+//! | the bundled sample CT (s0001) | `<root>/sample/s0001` | – |
 //! | corrected cases added to a training set | `<root>/corrections` | – |
 //!
 //! Overriding one folder never moves another (before, `CTSEG_CACHE_DIR=/x/cache`
@@ -58,6 +59,12 @@ pub fn corrections_dir() -> PathBuf {
 /// The sample phantom dataset the Training tab writes: `<root>/phantoms`.
 pub fn sample_phantoms_dir() -> PathBuf {
     root_dir().join("phantoms")
+}
+
+/// Where the bundled sample CT and its segmentations are unpacked:
+/// `<root>/sample/s0001`.
+pub fn sample_dir() -> PathBuf {
+    root_dir().join("sample").join("s0001")
 }
 
 #[cfg(test)]

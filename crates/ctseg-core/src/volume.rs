@@ -49,6 +49,51 @@ impl Voxel for f32 {
     }
 }
 
+/// Where each voxel of an axis-transformed grid lies in the source buffer: the
+/// linear source index of new voxel `(i, j, k)` is `start + i·step[0] + j·step[1] +
+/// k·step[2]`. Lets a transformed volume be read or written slice by slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexMap {
+    /// Shape of the transformed grid.
+    pub new_shape: [usize; 3],
+    /// Source index of new voxel `(0, 0, 0)`.
+    pub start: isize,
+    /// Source index step per new axis.
+    pub step: [isize; 3],
+}
+
+impl IndexMap {
+    /// The map from the grid `t` makes of a `source_shape` grid back into the source.
+    pub fn new(source_shape: [usize; 3], t: &AxisTransform) -> Self {
+        let old = source_shape;
+        let old_stride = [1, old[0], old[0] * old[1]];
+        let mut step = [0isize; 3];
+        let mut start = 0isize;
+        for ((st, &s), &flip) in step.iter_mut().zip(&t.source_axis).zip(&t.flip) {
+            if flip {
+                *st = -(old_stride[s] as isize);
+                start += (old[s].saturating_sub(1) * old_stride[s]) as isize;
+            } else {
+                *st = old_stride[s] as isize;
+            }
+        }
+        IndexMap {
+            new_shape: t.source_axis.map(|s| old[s]),
+            start,
+            step,
+        }
+    }
+
+    /// The source index of new voxel `(i, j, k)`.
+    #[inline]
+    pub fn source_index(&self, i: usize, j: usize, k: usize) -> usize {
+        (self.start
+            + self.step[0] * i as isize
+            + self.step[1] * j as isize
+            + self.step[2] * k as isize) as usize
+    }
+}
+
 /// A 3-D array of voxels, `i` fastest (NIfTI/Fortran order), with its grid geometry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Volume<T> {
@@ -135,32 +180,26 @@ impl<T: Voxel> Volume<T> {
             return self.clone();
         }
         let geometry = self.geometry.transformed(t);
-        let old = self.geometry.shape;
-        let old_stride = [1, old[0], old[0] * old[1]];
-        let new = geometry.shape;
-        // Per new axis: step in the old buffer and starting offset.
-        let mut step = [0isize; 3];
-        let mut start = 0isize;
-        for ((st, &s), &flip) in step.iter_mut().zip(&t.source_axis).zip(&t.flip) {
-            if flip {
-                *st = -(old_stride[s] as isize);
-                start += ((old[s] - 1) * old_stride[s]) as isize;
-            } else {
-                *st = old_stride[s] as isize;
-            }
-        }
-        let mut data = Vec::with_capacity(self.data.len());
-        for k in 0..new[2] {
-            let base_k = start + step[2] * k as isize;
-            for j in 0..new[1] {
-                let mut p = base_k + step[1] * j as isize;
-                for _ in 0..new[0] {
+        let data = self.transformed_slices(t, 0..geometry.shape[2]);
+        Volume { geometry, data }
+    }
+
+    /// Slices `k_range` of [`Volume::transformed`]'s result, without building the
+    /// whole transformed volume (what a slice-by-slice reader of a large CT needs).
+    pub fn transformed_slices(&self, t: &AxisTransform, k_range: std::ops::Range<usize>) -> Vec<T> {
+        let map = IndexMap::new(self.geometry.shape, t);
+        let [nx, ny, _] = map.new_shape;
+        let mut data = Vec::with_capacity(k_range.len() * nx * ny);
+        for k in k_range {
+            for j in 0..ny {
+                let mut p = map.start + map.step[2] * k as isize + map.step[1] * j as isize;
+                for _ in 0..nx {
                     data.push(self.data[p as usize]);
-                    p += step[0];
+                    p += map.step[0];
                 }
             }
         }
-        Volume { geometry, data }
+        data
     }
 
     /// A copy in the voxel order of `orientation` codes (e.g. `"RAS"`).

@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
+    /// The best device this machine has: CUDA when built in and present, else a
+    /// hardware GPU through wgpu, else the CPU. A software Vulkan device (lavapipe,
+    /// llvmpipe, SwiftShader) is never chosen automatically: the CPU backend is
+    /// hundreds of times faster than it.
+    Auto,
     /// Any Vulkan/Metal/DX12 GPU through wgpu (software Vulkan such as lavapipe too).
     Wgpu,
     /// NVIDIA GPUs through CUDA (needs the `cuda` cargo feature).
@@ -30,13 +35,14 @@ impl BackendKind {
     pub fn is_compiled_in(self) -> bool {
         match self {
             BackendKind::Cuda => cfg!(feature = "cuda"),
-            BackendKind::Wgpu | BackendKind::Cpu => true,
+            BackendKind::Auto | BackendKind::Wgpu | BackendKind::Cpu => true,
         }
     }
 
     /// The flag spelling: `wgpu`, `cuda` or `cpu`.
     pub fn name(self) -> &'static str {
         match self {
+            BackendKind::Auto => "auto",
             BackendKind::Wgpu => "wgpu",
             BackendKind::Cuda => "cuda",
             BackendKind::Cpu => "cpu",
@@ -54,11 +60,12 @@ impl FromStr for BackendKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(BackendKind::Auto),
             "wgpu" => Ok(BackendKind::Wgpu),
             "cuda" => Ok(BackendKind::Cuda),
             "cpu" | "flex" => Ok(BackendKind::Cpu),
             other => Err(format!(
-                "unknown backend '{other}' (expected wgpu, cuda or cpu)"
+                "unknown backend '{other}' (expected auto, wgpu, cuda or cpu)"
             )),
         }
     }
@@ -93,7 +100,7 @@ pub enum BackendError {
 /// An opened device and a description of the adapter behind it.
 #[derive(Debug, Clone)]
 pub struct SelectedDevice {
-    /// The backend asked for.
+    /// The backend that runs (never [`BackendKind::Auto`]: what it chose).
     pub kind: BackendKind,
     /// The Burn device (without autodiff; call `.autodiff()` for training).
     pub device: Device,
@@ -101,12 +108,18 @@ pub struct SelectedDevice {
     pub adapter: String,
     /// `GPU`, `software` (a CPU rasterizer such as lavapipe) or `CPU`.
     pub adapter_type: &'static str,
+    /// How the automatic choice was made (`None` when a backend was asked for).
+    pub chosen_because: Option<String>,
 }
 
 impl SelectedDevice {
     /// One line for logs and progress output.
     pub fn describe(&self) -> String {
-        format!("{} — {} ({})", self.kind, self.adapter, self.adapter_type)
+        let mut line = format!("{} — {} ({})", self.kind, self.adapter, self.adapter_type);
+        if let Some(why) = &self.chosen_because {
+            line.push_str(&format!("; chosen automatically: {why}"));
+        }
+        line
     }
 }
 
@@ -129,13 +142,19 @@ pub fn init_kernel_cache() {
     });
 }
 
-/// Open the device of `kind`, probe it with a tiny computation and describe its adapter.
+/// Open the device of `kind`, probe it with a tiny computation and describe its
+/// adapter. [`BackendKind::Auto`] tries CUDA (when built in), then a hardware GPU
+/// through wgpu, then the CPU, and says why it chose what it did.
 pub fn select(kind: BackendKind) -> Result<SelectedDevice, BackendError> {
+    if kind == BackendKind::Auto {
+        return select_auto();
+    }
     init_kernel_cache();
     let device = match kind {
         BackendKind::Cpu => Device::flex(),
         BackendKind::Wgpu => Device::wgpu(DeviceKind::DefaultDevice),
         BackendKind::Cuda => cuda_device()?,
+        BackendKind::Auto => unreachable_auto()?,
     };
     probe(kind, &device)?;
     let (adapter, adapter_type) = match kind {
@@ -159,7 +178,45 @@ pub fn select(kind: BackendKind) -> Result<SelectedDevice, BackendError> {
         device,
         adapter,
         adapter_type,
+        chosen_because: None,
     })
+}
+
+/// [`BackendKind::Auto`] is resolved before a device is opened; reaching it there is
+/// a bug, reported as an error rather than a panic.
+fn unreachable_auto() -> Result<Device, BackendError> {
+    Err(BackendError::NoDevice {
+        kind: BackendKind::Auto,
+        detail: "the automatic choice must be resolved first".into(),
+    })
+}
+
+/// The automatic choice: CUDA, else a hardware GPU through wgpu, else the CPU.
+fn select_auto() -> Result<SelectedDevice, BackendError> {
+    let mut passed_over = Vec::new();
+    if BackendKind::Cuda.is_compiled_in() {
+        match select(BackendKind::Cuda) {
+            Ok(mut d) => {
+                d.chosen_because = Some("a CUDA GPU".into());
+                return Ok(d);
+            }
+            Err(e) => passed_over.push(format!("no CUDA device ({e})")),
+        }
+    }
+    match select(BackendKind::Wgpu) {
+        Ok(mut d) if d.adapter_type == "GPU" => {
+            d.chosen_because = Some("a hardware GPU".into());
+            return Ok(d);
+        }
+        Ok(d) => passed_over.push(format!(
+            "the only Vulkan device, {}, is a software renderer (far slower than the CPU backend)",
+            d.adapter
+        )),
+        Err(_) => passed_over.push("no GPU through wgpu".into()),
+    }
+    let mut d = select(BackendKind::Cpu)?;
+    d.chosen_because = Some(passed_over.join("; "));
+    Ok(d)
 }
 
 /// Check that `device` computes BatchNorm training statistics correctly over a

@@ -22,9 +22,11 @@ use burn::tensor::{FloatDType, TensorData};
 use crate::backend::BackendKind;
 use crate::model::checkpoint::{CheckpointError, load_model};
 use crate::model::{UNet, UNetConfig};
+use ctseg_core::geometry::AxisTransform;
 use ctseg_core::postprocess::keep_largest_components;
 use ctseg_core::slicing::CANONICAL_ORIENTATION;
 use ctseg_core::structures::NUM_STRUCTURES;
+use ctseg_core::volume::IndexMap;
 use ctseg_core::window::model_input_slice;
 use ctseg_core::{LabelVolume, Volume};
 
@@ -50,6 +52,14 @@ pub enum InferError {
     /// Cancelled through the progress callback.
     #[error("prediction cancelled")]
     Cancelled,
+    /// The machine could not give the memory a buffer needs.
+    #[error("not enough memory for {what} ({} MiB)", bytes >> 20)]
+    OutOfMemory {
+        /// Bytes asked for.
+        bytes: u64,
+        /// What they were for.
+        what: &'static str,
+    },
     /// A weight or BatchNorm statistic does not fit the requested type.
     #[error(
         "the model has a value of magnitude {largest:.3e}, beyond what {precision} can hold ({limit:.0}); choose bf16 or f32 (--precision)"
@@ -295,22 +305,41 @@ impl Predictor {
             .ok_or_else(|| {
                 ctseg_core::Error::Invalid("the CT's affine has no clear axis orientation".into())
             })?;
-        let canonical = ct.transformed(&to_canonical);
-        let [nx, ny, nz] = canonical.shape();
+        // The canonical volume is never built: slices are read from the source and
+        // labels written straight back in source order, so the peak stays at the CT,
+        // its labels and one batch (no whole-volume copies).
+        let map = IndexMap::new(source_geometry.shape, &to_canonical);
+        let [nx, ny, nz] = map.new_shape;
         let s = self.config.input_size;
         let c = self.config.num_classes;
         let batch = options.batch_size.max(1);
-        let mut labels = vec![0u8; nx * ny * nz];
 
         // Upsampling all classes of a batch at once needs b·C·nx·ny floats; split the
         // batch so one buffer stays within what every backend accepts (lavapipe: 128 MiB).
         let budget_bytes: usize = match self.kind {
-            BackendKind::Wgpu => 96 << 20,
+            // Auto is resolved at load; the smallest budget is safe anyway.
+            BackendKind::Wgpu | BackendKind::Auto => 96 << 20,
             BackendKind::Cuda => 1 << 30,
             BackendKind::Cpu => 256 << 20,
         };
         let per_slice = c * nx * ny * 4;
         let chunk = (budget_bytes / per_slice.max(1)).clamp(1, batch);
+        // The peak: the labels, one batch through the network (its widest
+        // activations are 32 channels at the input size, kept for the skip) with
+        // its probabilities, and one chunk of probabilities at the CT's size.
+        let input_bytes = (batch * s * s * 4) as u64;
+        let batch_bytes = input_bytes * (3 * 32 + 2 * c as u64);
+        let needed = ct.data().len() as u64 + batch_bytes + (chunk * per_slice) as u64;
+        ctseg_core::memory::check_fits(Path::new("the CT"), needed, "predicting it")?;
+        let mut labels: Vec<u8> = Vec::new();
+        labels
+            .try_reserve_exact(ct.data().len())
+            .map_err(|_| InferError::OutOfMemory {
+                bytes: ct.data().len() as u64,
+                what: "the label volume",
+            })?;
+        labels.resize(ct.data().len(), 0);
+        let mut chunk_labels = Vec::new();
 
         let mut k = 0;
         while k < nz {
@@ -326,7 +355,7 @@ impl Predictor {
             } else {
                 k + b
             };
-            let probs = self.probabilities(&canonical, lo..hi, s)?;
+            let probs = self.probabilities(ct, &to_canonical, [nx, ny], lo..hi, s)?;
             let probs = if options.smooth {
                 smooth_slices(probs, k - lo, b, k == 0, k + b == nz)
             } else {
@@ -335,13 +364,22 @@ impl Predictor {
             let mut j = 0;
             while j < b {
                 let n = chunk.min(b - j);
-                let out = &mut labels[(k + j) * nx * ny..(k + j + n) * nx * ny];
+                chunk_labels.resize(n * nx * ny, 0);
                 self.label_chunk(
                     probs.clone().narrow(0, j, n),
                     [nx, ny],
                     options.threshold,
-                    out,
+                    &mut chunk_labels,
                 );
+                let mut p = 0;
+                for kk in k + j..k + j + n {
+                    for jj in 0..ny {
+                        for ii in 0..nx {
+                            labels[map.source_index(ii, jj, kk)] = chunk_labels[p];
+                            p += 1;
+                        }
+                    }
+                }
                 j += n;
             }
             k += b;
@@ -349,22 +387,12 @@ impl Predictor {
                 return Err(InferError::Cancelled);
             }
         }
-        let mut result = LabelVolume::new(canonical.geometry().clone(), labels)?;
+        let mut result = LabelVolume::new(source_geometry, labels)?;
         if options.largest_component {
+            // Connected components do not depend on the voxel order.
             keep_largest_components(&mut result);
         }
-        // Back to the source voxel order: the inverse axis transform.
-        let back = result
-            .geometry()
-            .transform_to(&source_geometry.orientation())
-            .ok_or_else(|| {
-                ctseg_core::Error::Invalid(
-                    "cannot map the prediction back to the source orientation".into(),
-                )
-            })?;
-        let result = result.transformed(&back);
-        debug_assert_eq!(result.shape(), source_geometry.shape);
-        Ok(LabelVolume::new(source_geometry, result.into_data())?)
+        Ok(result)
     }
 
     /// Labels of a chunk of slices from their probabilities `[n, C, s, s]`: bilinear
@@ -420,19 +448,18 @@ impl Predictor {
     /// Sigmoid probabilities `[slices, C, s, s]` for canonical slices `range`.
     fn probabilities(
         &self,
-        canonical: &Volume<i16>,
+        ct: &Volume<i16>,
+        to_canonical: &AxisTransform,
+        [nx, ny]: [usize; 2],
         range: std::ops::Range<usize>,
         s: usize,
     ) -> Result<Tensor<4>, InferError> {
-        let [nx, ny, _] = canonical.shape();
         let mut src = vec![0f32; nx * ny];
         let mut input = vec![0f32; range.len() * s * s];
         for (j, k) in range.clone().enumerate() {
-            let slice = canonical
-                .slice_k(k)
-                .ok_or_else(|| ctseg_core::Error::Invalid(format!("slice {k} out of range")))?;
+            let slice = ct.transformed_slices(to_canonical, k..k + 1);
             model_input_slice(
-                slice,
+                &slice,
                 nx,
                 ny,
                 s,

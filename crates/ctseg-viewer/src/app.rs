@@ -220,9 +220,12 @@ impl ViewerApp {
         self.submit(Job::OpenCt(path));
     }
 
-    /// Generate and show a synthetic phantom with its ground truth.
+    /// Open the bundled sample CT (s0001) with the full model's segmentation as
+    /// ground truth and the fast model's as prediction.
     pub fn open_sample(&mut self) {
-        self.submit(Job::SamplePhantom { index: 0 });
+        self.submit(Job::OpenSample {
+            dir: ctseg_core::paths::sample_dir(),
+        });
     }
 
     /// Open a segmentation as the GT or prediction layer (after the CT if one is loading).

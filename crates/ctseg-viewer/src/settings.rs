@@ -106,7 +106,7 @@ impl Default for Settings {
             main_axis: Axis::Axial,
             compare: CompareMode::Overlay,
             model: None,
-            backend: BackendKind::Wgpu,
+            backend: BackendKind::Auto,
             precision: ctseg_ml::infer::Precision::F32,
             threshold: 0.5,
             smooth: false,

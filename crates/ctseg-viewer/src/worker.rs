@@ -15,7 +15,6 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use ctseg_core::io::load_ct;
 use ctseg_core::io::segmentation::{load_segmentation, save_multilabel, save_per_structure};
-use ctseg_core::phantom::{PhantomConfig, generate_subject};
 use ctseg_core::study::{Comparison, CtView, LabelLayer, LayerKind};
 use ctseg_ml::backend::{self, BackendKind};
 use ctseg_ml::infer::{Precision, PredictOptions, Predictor};
@@ -26,10 +25,11 @@ pub enum Job {
     /// Open a CT (NIfTI file, DICOM folder, or TotalSegmentator subject folder, whose
     /// `segmentations/` becomes the ground truth).
     OpenCt(PathBuf),
-    /// Generate a synthetic phantom CT with its ground truth.
-    SamplePhantom {
-        /// Which phantom of the seeded series.
-        index: usize,
+    /// Unpack the bundled sample (s0001) into `dir` and open its CT, with the full
+    /// model's segmentation as ground truth and the fast model's as prediction.
+    OpenSample {
+        /// Where the sample's files are written.
+        dir: PathBuf,
     },
     /// Open a segmentation (multilabel NIfTI or per-structure folder) as a layer of `ct`.
     OpenSegmentation {
@@ -92,7 +92,7 @@ impl Job {
     pub fn describe(&self) -> String {
         match self {
             Job::OpenCt(p) => format!("Opening {}", p.display()),
-            Job::SamplePhantom { .. } => "Generating sample phantom".into(),
+            Job::OpenSample { .. } => "Opening the sample CT (s0001)".into(),
             Job::OpenSegmentation { path, layer, .. } => {
                 format!("Opening {} as {}", path.display(), layer.name())
             }
@@ -343,14 +343,40 @@ impl WorkerState {
                 };
                 Ok(vec![Event::CtOpened { ct, gt }])
             }
-            Job::SamplePhantom { index } => {
-                let config = PhantomConfig::default();
-                let (volume, labels) = generate_subject(&config, index);
-                let name = format!("Sample phantom {}", index + 1);
-                let ct = Arc::new(CtView::new(None, name, &volume, Vec::new())?);
-                let display = labels.reoriented(ctseg_core::slicing::DISPLAY_ORIENTATION)?;
-                let gt = Some(Arc::new(LabelLayer::new(None, display, Vec::new())));
-                Ok(vec![Event::CtOpened { ct, gt }])
+            Job::OpenSample { dir } => {
+                let files = ctseg_core::sample::write_sample(&dir)?;
+                let loaded = load_ct(&files.ct)?;
+                let ct = Arc::new(CtView::new(
+                    Some(files.ct.clone()),
+                    "Sample CT s0001".into(),
+                    &loaded.volume,
+                    loaded.warnings,
+                )?);
+                let layer = |path: &Path| -> Result<Arc<LabelLayer>, JobError> {
+                    let seg = load_segmentation(path)?;
+                    let display = ct.to_display(&seg.path, &seg.labels)?;
+                    Ok(Arc::new(LabelLayer::new(
+                        Some(seg.path),
+                        display,
+                        seg.warnings,
+                    )))
+                };
+                let gt = layer(&files.gt)?;
+                let pred = layer(&files.pred)?;
+                Ok(vec![
+                    Event::CtOpened {
+                        ct: ct.clone(),
+                        gt: Some(gt),
+                    },
+                    Event::LayerReady {
+                        layer: LayerKind::Prediction,
+                        data: pred,
+                        summary: Some(format!(
+                            "Sample: {}; ground truth = full model, prediction = fast model",
+                            ctseg_core::sample::SOURCE
+                        )),
+                    },
+                ])
             }
             Job::OpenSegmentation { path, layer, ct } => {
                 let seg = load_segmentation(&path)?;
@@ -383,7 +409,7 @@ impl WorkerState {
                     backend::init_kernel_cache();
                     let selected = backend::select(backend)?;
                     let described = selected.describe();
-                    let predictor = Predictor::load(&model, selected.device, backend)?
+                    let predictor = Predictor::load(&model, selected.device, selected.kind)?
                         .with_precision(precision, &described)?;
                     let adapter = format!("{described} in {precision}");
                     self.predictor = Some((model.clone(), backend, adapter, predictor));

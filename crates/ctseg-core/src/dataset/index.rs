@@ -5,6 +5,7 @@
 //! `segmentations/`, optional semicolon-separated `meta.csv` with a `split` column), an
 //! nnU-Net raw dataset (`dataset.json`, `imagesTr/`, `labelsTr/`), or one subject folder.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -60,6 +61,9 @@ pub struct DatasetIndex {
     pub cases: Vec<CaseRef>,
     /// How the split was decided.
     pub split_source: String,
+    /// What a user should know about the split (subjects `meta.csv` names that are
+    /// missing, subjects it does not list), one line each.
+    pub warnings: Vec<String>,
     nnunet: Option<NnUnetDataset>,
 }
 
@@ -91,6 +95,7 @@ impl DatasetIndex {
                     sources,
                 }],
                 split_source: "single subject: trained and validated on the same volume".into(),
+                warnings: Vec::new(),
                 nnunet: None,
             });
         }
@@ -136,6 +141,7 @@ impl DatasetIndex {
                     "deterministic by case id, {:.0}% validation",
                     val_fraction * 100.0
                 ),
+                warnings: Vec::new(),
                 nnunet: Some(dataset),
             });
         }
@@ -180,12 +186,14 @@ impl DatasetIndex {
                     .unwrap_or_default()
             })
             .collect();
+        let mut warnings = Vec::new();
         let (splits, split_source) = match read_splits(root)? {
             Some(meta) => {
                 let splits = ids
                     .iter()
                     .map(|id| meta.get(id).copied().unwrap_or(Split::Train))
                     .collect();
+                warnings = meta_mismatches(root, &meta, &ids);
                 (splits, "meta.csv split column".to_string())
             }
             None => (
@@ -212,6 +220,7 @@ impl DatasetIndex {
             layout: DatasetLayout::TotalSegmentator,
             cases,
             split_source,
+            warnings,
             nnunet: None,
         })
     }
@@ -234,6 +243,57 @@ impl DatasetIndex {
             },
         }
     }
+}
+
+/// Warnings for a `meta.csv` that does not match the subject folders: subjects it
+/// names that are missing (per split), and subjects it does not list (trained on).
+fn meta_mismatches(root: &Path, meta: &BTreeMap<String, Split>, ids: &[String]) -> Vec<String> {
+    let present: std::collections::BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut warnings = Vec::new();
+    for split in [Split::Train, Split::Val, Split::Test] {
+        let missing: Vec<&str> = meta
+            .iter()
+            .filter(|(id, s)| **s == split && !present.contains(id.as_str()))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "{}: {} {split} subject{} listed in meta.csv {} not in the folder ({}{})",
+                root.display(),
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" },
+                if missing.len() == 1 { "is" } else { "are" },
+                missing
+                    .iter()
+                    .take(3)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if missing.len() > 3 { ", …" } else { "" }
+            ));
+        }
+    }
+    let unlisted: Vec<&str> = ids
+        .iter()
+        .filter(|id| !meta.contains_key(id.as_str()))
+        .map(String::as_str)
+        .collect();
+    if !unlisted.is_empty() {
+        warnings.push(format!(
+            "{}: {} subject{} not listed in meta.csv, used for training ({}{})",
+            root.display(),
+            unlisted.len(),
+            if unlisted.len() == 1 { "" } else { "s" },
+            unlisted
+                .iter()
+                .take(3)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unlisted.len() > 3 { ", …" } else { "" }
+        ));
+    }
+    warnings
 }
 
 /// Deterministic split: subjects ordered by a hash of (seed, id); the first

@@ -177,12 +177,21 @@ impl MetaColumns {
 }
 
 /// The splits listed in `root/meta.csv` (`;`- or `,`-separated, `image_id` and
-/// `split` columns), or `None` when there is no such file or header.
+/// `split` columns), or `None` when there is no such file (or it is empty). A file
+/// that is not text or lacks the two columns is an error, never ignored.
 pub fn read_splits(root: &Path) -> Result<Option<BTreeMap<String, Split>>> {
     let path = root.join("meta.csv");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
     };
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::format(
+            &path,
+            "not a text file (invalid UTF-8): expected a CSV with image_id and split columns; fix or remove it",
+        )
+    })?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let Some(header) = lines.next() else {
         return Ok(None);
@@ -194,7 +203,13 @@ pub fn read_splits(root: &Path) -> Result<Option<BTreeMap<String, Split>>> {
         ..
     }) = MetaColumns::of(header)
     else {
-        return Ok(None);
+        let shown: String = header.chars().take(60).collect();
+        return Err(Error::format(
+            &path,
+            format!(
+                "no image_id and split columns in its header ({shown:?}): the split cannot be read; fix or remove it"
+            ),
+        ));
     };
     let mut out = BTreeMap::new();
     for (n, line) in lines.enumerate() {

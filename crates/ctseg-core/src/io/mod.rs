@@ -66,24 +66,73 @@ pub fn load_ct(path: &Path) -> Result<LoadedCt> {
         });
     }
     if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        ));
+        return Err(missing(path));
     }
     let image = nifti::read::<i16>(path)?;
-    let mut warnings = Vec::new();
-    if image.info.clipped_voxels > 0 {
-        warnings.push(format!(
-            "{}: {} voxels outside the int16 range were clamped",
-            path.display(),
-            image.info.clipped_voxels
-        ));
-    }
+    let warnings = ct_value_warnings(path, &image.info)?;
     Ok(LoadedCt {
         volume: image.volume,
         format: CtFormat::Nifti,
         dtype: image.info.datatype.name().to_string(),
         warnings,
     })
+}
+
+/// The error for a path that cannot be reached, saying why: nothing there, a broken
+/// symbolic link (and where it points), or a loop of links.
+pub fn missing(path: &Path) -> Error {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Error::format(path, "no such file or folder");
+    };
+    if !meta.file_type().is_symlink() {
+        return match std::fs::metadata(path) {
+            Err(e) => Error::io(path, e),
+            Ok(_) => Error::format(path, "cannot be read"),
+        };
+    }
+    let target = std::fs::read_link(path)
+        .map(|t| t.display().to_string())
+        .unwrap_or_else(|_| "?".into());
+    match std::fs::canonicalize(path) {
+        // ELOOP: 40 on Linux, 62 on macOS and the BSDs.
+        Err(e) if matches!(e.raw_os_error(), Some(40 | 62)) => Error::format(
+            path,
+            format!("a loop of symbolic links (it points to {target}, which leads back)"),
+        ),
+        _ => Error::format(
+            path,
+            format!("a broken symbolic link: it points to {target}, which does not exist"),
+        ),
+    }
+}
+
+/// The warnings (or the refusal) a CT's voxel values call for: NaN voxels, values
+/// clamped to the int16 range, and a volume that holds no number at all.
+fn ct_value_warnings(path: &Path, info: &nifti::NiftiInfo) -> Result<Vec<String>> {
+    let values = &info.values;
+    let mut warnings = Vec::new();
+    if values.range.is_none() && values.nan > 0 {
+        return Err(Error::format(
+            path,
+            "every voxel is NaN (not a number): there is no image in this file",
+        ));
+    }
+    if values.nan > 0 {
+        warnings.push(format!(
+            "{}: {} voxels are NaN (not a number); they are shown as 0 HU",
+            path.display(),
+            values.nan
+        ));
+    }
+    let clamped = info.clipped_voxels.saturating_sub(values.nan);
+    if clamped > 0 {
+        let (lo, hi) = values.range.unwrap_or((0.0, 0.0));
+        warnings.push(format!(
+            "{}: {clamped} voxels outside the int16 range (values {}..{}) were clamped to -32768..32767",
+            path.display(),
+            crate::geometry::short_number(lo),
+            crate::geometry::short_number(hi)
+        ));
+    }
+    Ok(warnings)
 }

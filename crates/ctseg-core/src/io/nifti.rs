@@ -152,6 +152,76 @@ pub struct NiftiInfo {
     pub extensions: Vec<Extension>,
     /// Voxels whose scaled value did not fit the in-memory type and were clamped.
     pub clipped_voxels: u64,
+    /// What the stored values were, before conversion to the in-memory type.
+    pub values: ValueStats,
+}
+
+/// What the voxel values of a file were, after scaling and before conversion to the
+/// in-memory type: what a reader needs to tell a label map from a CT, or a
+/// truncated value from a real one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ValueStats {
+    /// Voxels that were NaN (they became 0).
+    pub nan: u64,
+    /// Voxels whose value had a fractional part (rounded for integer types).
+    pub fractional: u64,
+    /// One such fractional value, for messages.
+    pub fractional_example: Option<f64>,
+    /// The smallest and largest finite value, if any voxel was finite.
+    pub range: Option<(f64, f64)>,
+}
+
+impl ValueStats {
+    fn add(&mut self, v: f64) {
+        if v.is_nan() {
+            self.nan += 1;
+            return;
+        }
+        if v.fract() != 0.0 && v.is_finite() {
+            self.fractional += 1;
+            self.fractional_example.get_or_insert(v);
+        }
+        self.range = Some(match self.range {
+            Some((lo, hi)) => (lo.min(v), hi.max(v)),
+            None => (v, v),
+        });
+    }
+
+    fn merge(&mut self, other: &ValueStats) {
+        self.nan += other.nan;
+        self.fractional += other.fractional;
+        if self.fractional_example.is_none() {
+            self.fractional_example = other.fractional_example;
+        }
+        if let Some((lo, hi)) = other.range {
+            self.range = Some(match self.range {
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+                None => (lo, hi),
+            });
+        }
+    }
+
+    /// Statistics of values already in memory (the fast path that copies bytes).
+    fn of<T: Voxel>(data: &[T]) -> ValueStats {
+        let mut stats = ValueStats::default();
+        let mut range: Option<(f64, f64)> = None;
+        for v in data {
+            let v = v.to_f64();
+            if v.is_nan() || v.fract() != 0.0 {
+                stats.add(v);
+                continue;
+            }
+            range = Some(match range {
+                Some((lo, hi)) => (lo.min(v), hi.max(v)),
+                None => (v, v),
+            });
+        }
+        stats.merge(&ValueStats {
+            range,
+            ..ValueStats::default()
+        });
+        stats
+    }
 }
 
 /// A NIfTI volume and what its header said.
@@ -179,9 +249,10 @@ pub fn read<T: Voxel>(path: impl AsRef<Path>) -> Result<NiftiImage<T>> {
     let path = path.as_ref();
     let mut opened = open(path)?;
     let n = opened.geometry.voxel_count();
-    let (data, clipped) = read_voxels::<T>(&mut opened, n)?;
+    let (data, clipped, values) = read_voxels::<T>(&mut opened, n)?;
     let mut info = opened.info;
     info.clipped_voxels = clipped;
+    info.values = values;
     let volume = Volume::new(opened.geometry, data)?;
     Ok(NiftiImage { volume, info })
 }
@@ -196,7 +267,11 @@ pub fn read_header(path: impl AsRef<Path>) -> Result<(Geometry, NiftiInfo)> {
 fn open_stream(path: &Path) -> Result<(Box<dyn Read>, bool, u64)> {
     // Opening a FIFO would block until a writer comes, and a device never ends:
     // only regular files are read.
-    let kind = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let kind = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => crate::io::missing(path),
+        _ if matches!(e.raw_os_error(), Some(40 | 62)) => crate::io::missing(path),
+        _ => Error::io(path, e),
+    })?;
     if !kind.is_file() {
         return Err(Error::format(
             path,
@@ -272,6 +347,12 @@ fn open(path: &Path) -> Result<Opened> {
     let header = NiftiHeader::from_reader(&raw[..])
         .map_err(|e| Error::format(&header_path, format!("invalid NIfTI-1 header: {e}")))?;
     let single_file = magic == b"n+1\0";
+    if !single_file && pair_data.is_none() {
+        return Err(Error::format(
+            &header_path,
+            "the header's magic \"ni1\" says the voxels are in a separate .img file, but this is a single .nii file: a mislabelled header (its magic should be \"n+1\")",
+        ));
+    }
     let geometry = geometry_of(&header, &header_path)?;
     let datatype = DataType::from_code(header.datatype).ok_or_else(|| {
         Error::unsupported(
@@ -348,6 +429,7 @@ fn open(path: &Path) -> Result<Opened> {
         intent_code: header.intent_code,
         extensions,
         clipped_voxels: 0,
+        values: ValueStats::default(),
     };
 
     let (data, data_compressed, data_len, data_path, offset) = match pair_data {
@@ -573,11 +655,17 @@ fn geometry_of(h: &NiftiHeader, path: &Path) -> Result<Geometry> {
             ),
         ));
     }
+    if let Some(why) = g.implausible_spacing() {
+        return Err(Error::format(
+            path,
+            format!("{why} ({:?})", affine_source(h)),
+        ));
+    }
     Ok(g)
 }
 
 /// Read `n` voxels of `opened.info.datatype` and convert them to `T`.
-fn read_voxels<T: Voxel>(opened: &mut Opened, n: usize) -> Result<(Vec<T>, u64)> {
+fn read_voxels<T: Voxel>(opened: &mut Opened, n: usize) -> Result<(Vec<T>, u64, ValueStats)> {
     let info = &opened.info;
     let path = opened.data_path.clone();
     let dt = info.datatype;
@@ -597,6 +685,8 @@ fn read_voxels<T: Voxel>(opened: &mut Opened, n: usize) -> Result<(Vec<T>, u64)>
             },
         ));
     }
+    let in_memory = (n as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+    crate::memory::check_fits(&path, in_memory, "the voxel data")?;
     let mut out: Vec<T> = Vec::new();
     out.try_reserve_exact(n).map_err(|_| {
         Error::format(
@@ -609,11 +699,13 @@ fn read_voxels<T: Voxel>(opened: &mut Opened, n: usize) -> Result<(Vec<T>, u64)>
     let identity = info.scl_slope == 1.0 && info.scl_inter == 0.0;
     let native = info.big_endian == cfg!(target_endian = "big");
     let mut clipped = 0u64;
+    let mut values = ValueStats::default();
     if identity && native && dt.name() == T::NAME {
         opened
             .data
             .read_exact(bytemuck::cast_slice_mut(&mut out))
             .map_err(|e| read_error(&path, compressed, "the voxel data", e))?;
+        values = ValueStats::of(&out);
     } else {
         let (slope, inter, big) = (info.scl_slope, info.scl_inter, info.big_endian);
         let size = dt.size();
@@ -626,7 +718,14 @@ fn read_voxels<T: Voxel>(opened: &mut Opened, n: usize) -> Result<(Vec<T>, u64)>
                 .data
                 .read_exact(chunk)
                 .map_err(|e| read_error(&path, compressed, "the voxel data", e))?;
-            clipped += convert_chunk(chunk, dt, big, slope, inter, &mut out[done..done + count]);
+            clipped += convert_chunk(
+                chunk,
+                dt,
+                big,
+                (slope, inter),
+                &mut out[done..done + count],
+                &mut values,
+            );
             done += count;
         }
     }
@@ -635,20 +734,22 @@ fn read_voxels<T: Voxel>(opened: &mut Opened, n: usize) -> Result<(Vec<T>, u64)>
         std::io::copy(&mut opened.data, &mut std::io::sink())
             .map_err(|e| read_error(&path, compressed, "the gzip trailer", e))?;
     }
-    Ok((out, clipped))
+    Ok((out, clipped, values))
 }
 
-/// Decode raw voxels of type `dt` into `out`, applying scaling; returns how many
-/// values were clamped to `T`'s range.
+/// Decode raw voxels of type `dt` into `out`, applying scaling (`(slope, intercept)`)
+/// and adding what the values were to `values`; returns how many values were clamped
+/// to `T`'s range.
 fn convert_chunk<T: Voxel>(
     raw: &[u8],
     dt: DataType,
     big: bool,
-    slope: f64,
-    inter: f64,
+    (slope, inter): (f64, f64),
     out: &mut [T],
+    values: &mut ValueStats,
 ) -> u64 {
     let mut clipped = 0u64;
+    let mut chunk_stats = ValueStats::default();
     macro_rules! each {
         ($t:ty, $n:literal) => {{
             for (o, b) in out.iter_mut().zip(raw.chunks_exact($n)) {
@@ -658,7 +759,9 @@ fn convert_chunk<T: Voxel>(
                 } else {
                     <$t>::from_le_bytes(bytes)
                 };
-                let (t, c) = T::from_f64(v as f64 * slope + inter);
+                let scaled = v as f64 * slope + inter;
+                chunk_stats.add(scaled);
+                let (t, c) = T::from_f64(scaled);
                 *o = t;
                 clipped += c as u64;
             }
@@ -676,6 +779,7 @@ fn convert_chunk<T: Voxel>(
         DataType::F32 => each!(f32, 4),
         DataType::F64 => each!(f64, 8),
     }
+    values.merge(&chunk_stats);
     clipped
 }
 

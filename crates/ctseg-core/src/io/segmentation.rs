@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
-use crate::io::nifti::{self, Extension, WriteOptions};
+use crate::io::nifti::{self, Extension, ValueStats, WriteOptions};
 use crate::labels::{
     LabelVolume, label_counts, label_table_xml, lut_for, parse_label_table, remap,
 };
@@ -63,6 +63,37 @@ pub fn check_same_grid(a_path: &Path, a: &Geometry, b_path: &Path, b: &Geometry)
     })
 }
 
+/// The voxel grid of a segmentation, from headers only (the multilabel file's, or
+/// the first mask's of a per-structure folder): cheap enough to check that two
+/// files can be compared before reading gigabytes of voxels.
+pub fn segmentation_grid(path: &Path) -> Result<Geometry> {
+    if path.is_dir() {
+        let dir = crate::dataset::totalseg::masks_dir(path).unwrap_or_else(|| path.to_path_buf());
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        let cat = catalog();
+        let mut first: Option<PathBuf> = None;
+        for entry in entries {
+            let p = entry.map_err(|e| Error::io(&dir, e))?.path();
+            if mask_name(&p).is_some_and(|n| cat.label_of(&n).is_some())
+                && first.as_ref().is_none_or(|f| p < *f)
+            {
+                first = Some(p);
+            }
+        }
+        let first = first.ok_or_else(|| {
+            Error::format(
+                &dir,
+                "no structure masks (<name>.nii.gz named after the 117 structures) in this folder",
+            )
+        })?;
+        return Ok(nifti::read_header(&first)?.0);
+    }
+    if !path.exists() {
+        return Err(crate::io::missing(path));
+    }
+    Ok(nifti::read_header(path)?.0)
+}
+
 /// Load a segmentation from a multilabel NIfTI file or a per-structure folder (a
 /// folder of masks, or a subject folder holding `segmentations/`).
 pub fn load_segmentation(path: &Path) -> Result<LoadedSegmentation> {
@@ -78,6 +109,7 @@ pub fn load_segmentation(path: &Path) -> Result<LoadedSegmentation> {
 /// the catalog by name; without one, TotalSegmentator v2 order is assumed.
 pub fn load_multilabel(path: &Path) -> Result<LoadedSegmentation> {
     let image = nifti::read::<u8>(path)?;
+    check_label_values(path, &image.info.values)?;
     let mut labels = image.volume;
     let mut table = None;
     for e in &image.info.extensions {
@@ -87,13 +119,21 @@ pub fn load_multilabel(path: &Path) -> Result<LoadedSegmentation> {
         }
     }
     let counts = label_counts(&labels);
-    let (lut, mut warnings) = lut_for(table.as_deref(), catalog(), &counts);
-    if image.info.clipped_voxels > 0 {
-        warnings.push(format!(
-            "{} voxels had values outside 0..=255 (not a label map?)",
-            image.info.clipped_voxels
-        ));
+    if table.is_none() {
+        let outside: Vec<usize> = (crate::structures::NUM_STRUCTURES + 1..256)
+            .filter(|&v| counts[v] > 0)
+            .collect();
+        if let (Some(first), Some(last)) = (outside.first(), outside.last()) {
+            let voxels: u64 = outside.iter().map(|&v| counts[v]).sum();
+            return Err(Error::format(
+                path,
+                format!(
+                    "{voxels} voxels have label values {first}..={last}, outside the 117 structures (1..=117), and the file has no label table naming them: not a TotalSegmentator label map"
+                ),
+            ));
+        }
     }
+    let (lut, warnings) = lut_for(table.as_deref(), catalog(), &counts);
     let identity = (0..=255u8).all(|v| lut[v as usize] == v || counts[v as usize] == 0);
     if !identity {
         remap(&mut labels, &lut);
@@ -110,6 +150,49 @@ pub fn load_multilabel(path: &Path) -> Result<LoadedSegmentation> {
             .map(|w| format!("{}: {w}", path.display()))
             .collect(),
     })
+}
+
+/// Refuse voxel values no label map holds: NaN, negative, above 255 (a CT given
+/// as a segmentation, say) or with a fractional part. Rounding or clamping them
+/// would silently invent or drop structures.
+fn check_label_values(path: &Path, values: &ValueStats) -> Result<()> {
+    use crate::geometry::short_number;
+    if values.nan > 0 {
+        return Err(Error::format(
+            path,
+            format!(
+                "{} voxels are NaN (not a number): not a label map",
+                values.nan
+            ),
+        ));
+    }
+    if let Some((lo, hi)) = values.range
+        && (lo < 0.0 || hi > 255.0)
+    {
+        let hint = if lo < -500.0 { " (a CT?)" } else { "" };
+        return Err(Error::format(
+            path,
+            format!(
+                "values range from {} to {}: not a label map{hint}; labels are whole numbers 0..=117",
+                short_number(lo),
+                short_number(hi)
+            ),
+        ));
+    }
+    if values.fractional > 0 {
+        return Err(Error::format(
+            path,
+            format!(
+                "{} voxels hold non-integer values (e.g. {}): not a label map; labels are whole numbers 0..=117",
+                values.fractional,
+                values
+                    .fractional_example
+                    .map(short_number)
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The structure name a mask file stands for (`liver.nii.gz` → `liver`).
@@ -160,7 +243,9 @@ pub fn load_per_structure(
         reference.map(|(p, g)| (p.to_path_buf(), g.clone()));
     let mut overlap = 0u64;
     for (label, path) in &masks {
-        let mask = nifti::read::<u8>(path)?.volume;
+        let image = nifti::read::<u8>(path)?;
+        check_label_values(path, &image.info.values)?;
+        let mask = image.volume;
         match &grid_source {
             Some((p, g)) => check_same_grid(p, g, path, mask.geometry())?,
             None => grid_source = Some((path.clone(), mask.geometry().clone())),

@@ -2,6 +2,8 @@
 
 mod common;
 mod dicom_series;
+mod hostile_dicom;
+mod hostile_input;
 mod nifti_formats;
 mod safe_save;
 mod surface_reference;

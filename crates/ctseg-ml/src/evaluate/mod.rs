@@ -74,6 +74,9 @@ pub struct DatasetEvaluation {
     pub summary: DatasetSummary,
     /// Per subject.
     pub subjects: Vec<SubjectEvaluation>,
+    /// What the user should know (split mismatches, clamped CT values, unnamed
+    /// labels…), one line each, naming the file or folder.
+    pub warnings: Vec<String>,
 }
 
 /// Errors of a dataset evaluation.
@@ -127,12 +130,15 @@ pub fn evaluate_dataset(
     }
     let total = cases.len();
     let mut subjects = Vec::with_capacity(total);
+    let mut warnings = index.warnings.clone();
     for (done, case) in cases.iter().enumerate() {
         progress(done, total, &case.id);
         let subject = index.load(case).map_err(|source| EvalError::Subject {
             id: case.id.clone(),
             source: Box::new(source),
         })?;
+        warnings.extend(subject.ct.warnings.iter().cloned());
+        warnings.extend(subject.segmentation.warnings.iter().cloned());
         let start = Instant::now();
         let predicted = predictor
             .predict(&subject.ct.volume, options, &mut |_, _| true)
@@ -166,5 +172,6 @@ pub fn evaluate_dataset(
         nsd_tolerance_mm,
         summary: summarize(&evaluations),
         subjects,
+        warnings,
     })
 }

@@ -65,7 +65,7 @@ impl Default for RunSection {
             batch_size: 8,
             loss: LossKind::CeDice,
             seed: 0,
-            backend: BackendKind::Wgpu,
+            backend: BackendKind::Auto,
             threshold: 0.5,
             steps_per_epoch: 250,
             max_steps: 0,

@@ -130,6 +130,12 @@ pub enum TrainEvent {
         /// Epoch it holds.
         epoch: usize,
     },
+    /// Something the user should know that does not stop the run (a dataset
+    /// whose meta.csv does not match its folders, validation on training data…).
+    Warning {
+        /// One line, naming the file or folder concerned.
+        message: String,
+    },
     /// Training paused from another thread.
     Paused,
     /// Training resumed after a pause.

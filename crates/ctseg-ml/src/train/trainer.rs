@@ -204,7 +204,20 @@ fn prepare_data(config: &TrainConfig, bus: &mut EventBus) -> Result<TrainData, T
             "no training subjects after the split",
         )));
     }
+    for message in &index.warnings {
+        bus.send(TrainEvent::Warning {
+            message: message.clone(),
+        });
+    }
     if val_cases.is_empty() {
+        bus.send(TrainEvent::Warning {
+            message: format!(
+                "{}: no validation subjects ({}); validating on the {} training subjects, so the validation Dice measures fit, not generalisation",
+                config.data.root.display(),
+                index.split_source,
+                train_cases.len()
+            ),
+        });
         val_cases = train_cases.clone();
     }
     let cache_dir = if config.data.cache_dir.as_os_str().is_empty() {

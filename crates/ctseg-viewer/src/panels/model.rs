@@ -51,6 +51,7 @@ pub fn show(ui: &mut egui::Ui, settings: &mut Settings, view: &ModelView) -> Vec
     egui::ComboBox::from_label("Backend")
         .selected_text(settings.backend.name())
         .show_ui(ui, |ui| {
+            ui.selectable_value(&mut settings.backend, BackendKind::Auto, "auto");
             ui.selectable_value(&mut settings.backend, BackendKind::Wgpu, "wgpu");
             if BackendKind::Cuda.is_compiled_in() {
                 ui.selectable_value(&mut settings.backend, BackendKind::Cuda, "cuda");

@@ -32,7 +32,12 @@ pub fn messages(ui: &mut egui::Ui, messages: &[Message]) -> Vec<Command> {
             if ui.small_button("×").on_hover_text("Dismiss").clicked() {
                 out.push(Command::DismissMessage(i));
             }
-            ui.label(RichText::new(&m.text).color(color));
+            // Wrapped, never cut at the window edge: an error names a file and
+            // the reason, and both must be readable whole.
+            ui.add(
+                egui::Label::new(RichText::new(&m.text).color(color))
+                    .wrap_mode(egui::TextWrapMode::Wrap),
+            );
         });
     }
     out

@@ -256,6 +256,7 @@ fn settings(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 egui::ComboBox::from_id_salt("train-backend")
                     .selected_text(c.run.backend.name())
                     .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut c.run.backend, BackendKind::Auto, "auto");
                         ui.selectable_value(&mut c.run.backend, BackendKind::Wgpu, "wgpu");
                         if BackendKind::Cuda.is_compiled_in() {
                             ui.selectable_value(&mut c.run.backend, BackendKind::Cuda, "cuda");

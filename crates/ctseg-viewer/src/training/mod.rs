@@ -572,6 +572,7 @@ impl TrainingPanel {
                         session.checkpoints.push(path);
                     }
                 }
+                TrainEvent::Warning { message } => notices.push((Level::Warning, message)),
                 TrainEvent::Paused => session.status = SessionStatus::Paused,
                 TrainEvent::Resumed => {
                     session.status = SessionStatus::Training { epoch: 0 };

@@ -664,12 +664,12 @@ fn correct_add_to_training_set_fine_tune_and_compare() {
     wait_for(&mut h, "the case to be added", |a| {
         a.annotator.dataset_ready.is_some()
     });
-    let subject = tmp.path().join("corrections").join("Sample_phantom_1");
+    let subject = tmp.path().join("corrections").join("s0001");
     assert!(subject.join("ct.nii.gz").is_file());
     assert!(subject.join("segmentations").join("liver.nii.gz").is_file());
     let meta =
         std::fs::read_to_string(tmp.path().join("corrections").join("meta.csv")).expect("meta");
-    assert!(meta.contains("Sample_phantom_1;train"), "{meta}");
+    assert!(meta.contains("s0001;train"), "{meta}");
     // The added case reads back as the edited layer.
     let index = ctseg_core::dataset::DatasetIndex::open(&tmp.path().join("corrections"), 0.2, 0)
         .expect("index");

@@ -234,16 +234,33 @@ fn errors_are_messages_not_crashes() {
 }
 
 #[test]
-fn sample_data_opens_a_phantom_with_ground_truth() {
+fn sample_data_opens_the_bundled_real_ct_with_gt_and_prediction() {
     let mut h = harness(Startup::default());
     h.get_by_label("Sample data").click();
     h.run_steps(1);
     settle(&mut h);
     let app = h.state();
-    let ct = app.ct().expect("phantom open");
-    assert_eq!(ct.display.shape(), [128, 128, 64]);
-    let gt = app.layer(LayerKind::GroundTruth).expect("phantom labels");
+    let ct = app.ct().expect("sample open");
+    assert_eq!(ct.name, "Sample CT s0001");
+    let [a, b, c] = ct.display.shape();
+    assert_eq!(a * b * c, 122 * 101 * 30, "s0001's voxels");
+    let gt = app
+        .layer(LayerKind::GroundTruth)
+        .expect("full-model labels");
+    let pred = app.layer(LayerKind::Prediction).expect("fast-model labels");
     assert!(gt.stats.counts[liver() as usize] > 1000);
+    assert!(pred.stats.counts[liver() as usize] > 1000);
+    assert_ne!(
+        gt.display.data(),
+        pred.display.data(),
+        "two different models"
+    );
+    assert!(
+        app.predict_summary()
+            .is_some_and(|s| s.contains("Apache-2.0")),
+        "the source is named: {:?}",
+        app.predict_summary()
+    );
 }
 
 #[test]
