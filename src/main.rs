@@ -9,9 +9,13 @@ use ctseg::cli::{Cli, Command, bench, eval, info, phantom, predict, train};
 
 fn main() -> ExitCode {
     // openjpeg's own log lines (through the jpeg2k crate) would come before, and
-    // repeat, the one error ctseg prints for an undecodable slice.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,jpeg2k=off"))
-        .init();
+    // repeat, the one error ctseg prints for an undecodable slice; wgpu's OpenGL
+    // fallback reports a missing EGL driver as an error while the device search
+    // goes on (and usually succeeds through Vulkan, or falls back to the CPU).
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,jpeg2k=off,wgpu_hal::gles=off"),
+    )
+    .init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Info(args)) => info::run(args),

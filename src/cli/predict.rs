@@ -147,10 +147,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     }
     if !args.quiet {
         eprintln!(
-            "model {} on {} in {}",
+            "model {} in {} on {}",
             predictor.weights().display(),
-            selected.describe(),
-            args.precision
+            args.precision,
+            selected.describe()
         );
     }
     let [_, _, nz] = loaded.volume.shape();
