@@ -249,6 +249,16 @@ impl DatasetIndex {
 /// names that are missing (per split), and subjects it does not list (trained on).
 fn meta_mismatches(root: &Path, meta: &BTreeMap<String, Split>, ids: &[String]) -> Vec<String> {
     let present: std::collections::BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    // "3 val subjects … (s1, s2, s3, …)"
+    let counted = |what: &str, some: &[&str]| {
+        let shown: Vec<&str> = some.iter().take(3).copied().collect();
+        let more = if some.len() > 3 { ", …" } else { "" };
+        let plural = if some.len() == 1 { "" } else { "s" };
+        (
+            format!("{} {what}{plural}", some.len()),
+            format!("({}{more})", shown.join(", ")),
+        )
+    };
     let mut warnings = Vec::new();
     for split in [Split::Train, Split::Val, Split::Test] {
         let missing: Vec<&str> = meta
@@ -257,19 +267,11 @@ fn meta_mismatches(root: &Path, meta: &BTreeMap<String, Split>, ids: &[String]) 
             .map(|(id, _)| id.as_str())
             .collect();
         if !missing.is_empty() {
+            let (count, list) = counted(&format!("{split} subject"), &missing);
+            let verb = if missing.len() == 1 { "is" } else { "are" };
             warnings.push(format!(
-                "{}: {} {split} subject{} listed in meta.csv {} not in the folder ({}{})",
-                root.display(),
-                missing.len(),
-                if missing.len() == 1 { "" } else { "s" },
-                if missing.len() == 1 { "is" } else { "are" },
-                missing
-                    .iter()
-                    .take(3)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if missing.len() > 3 { ", …" } else { "" }
+                "{}: {count} listed in meta.csv {verb} not in the folder {list}",
+                root.display()
             ));
         }
     }
@@ -279,18 +281,10 @@ fn meta_mismatches(root: &Path, meta: &BTreeMap<String, Split>, ids: &[String]) 
         .map(String::as_str)
         .collect();
     if !unlisted.is_empty() {
+        let (count, list) = counted("subject", &unlisted);
         warnings.push(format!(
-            "{}: {} subject{} not listed in meta.csv, used for training ({}{})",
-            root.display(),
-            unlisted.len(),
-            if unlisted.len() == 1 { "" } else { "s" },
-            unlisted
-                .iter()
-                .take(3)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", "),
-            if unlisted.len() > 3 { ", …" } else { "" }
+            "{}: {count} not listed in meta.csv, used for training {list}",
+            root.display()
         ));
     }
     warnings
