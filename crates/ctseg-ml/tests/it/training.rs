@@ -506,3 +506,53 @@ fn a_run_that_stopped_before_its_first_checkpoint_says_what_to_do() {
     let resumed = again(true);
     assert!(resumed.contains("delete the folder"), "{resumed}");
 }
+
+/// A `meta.csv` whose validation subjects are not in the folder: training goes on
+/// (a user may have copied part of a dataset) but says so, twice — the missing
+/// subjects, and that it validates on the training subjects — never silently.
+#[test]
+fn validating_on_training_subjects_is_said_not_silent() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = phantom_dataset(tmp.path(), 2);
+    let ids: Vec<String> = std::fs::read_dir(&data)
+        .expect("dataset")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut meta = String::from("image_id;split\n");
+    for id in &ids {
+        meta.push_str(&format!("{id};train\n"));
+    }
+    meta.push_str("s9998;val\ns9999;val\n");
+    std::fs::write(data.join("meta.csv"), meta).expect("meta.csv");
+    let mut config = small_config(&data, &tmp.path().join("cache"));
+    config.run.epochs = 1;
+    config.run.steps_per_epoch = 1;
+    let mut bus = EventBus::new();
+    let events = bus.subscribe();
+    train(
+        &config,
+        &tmp.path().join("run"),
+        false,
+        &mut bus,
+        &TrainControl::new(),
+    )
+    .expect("training runs");
+    let warnings: Vec<String> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            TrainEvent::Warning { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    let text = warnings.join("\n");
+    assert!(
+        text.contains("2 val subjects") && text.contains("s9998"),
+        "{text}"
+    );
+    assert!(
+        text.contains("validating on the 2 training subjects"),
+        "{text}"
+    );
+}
