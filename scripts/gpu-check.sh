@@ -66,7 +66,8 @@ ROWS=()
 STATUS=0
 for backend in "${BACKENDS[@]}"; do
     "$BIN" bench --backend "$backend" --check "${MODEL_ARGS[@]}" >"$WORK/out" 2>"$WORK/err"
-    verdict=$(grep -o '→ [A-Z]*' "$WORK/err" | head -1 | sed 's/→ //')
+    cat "$WORK/out" "$WORK/err" >"$WORK/check"
+    verdict=$(grep -o '→ [A-Z]*' "$WORK/check" | head -1 | sed 's/→ //')
     if [[ -z "$verdict" ]]; then
         reason=$(first_error "$WORK/err")
         if [[ "$reason" == *"not available in this build"* ]]; then
@@ -79,7 +80,7 @@ for backend in "${BACKENDS[@]}"; do
     fi
     check="vs CPU: ${verdict,,}"
     [[ "$verdict" == AGREE ]] || STATUS=1
-    grep -q 'computes wrong results (BatchNorm' "$WORK/err" && check+="; BatchNorm statistics wrong (training refused)"
+    grep -q 'computes wrong results (BatchNorm' "$WORK/check" && check+="; BatchNorm statistics wrong (training refused)"
     for precision in f32 f16; do
         if ! "$BIN" bench --backend "$backend" --precision "$precision" "${MODEL_ARGS[@]}" \
             "${VOLUME_ARGS[@]}" --json >"$WORK/out" 2>"$WORK/err"; then
