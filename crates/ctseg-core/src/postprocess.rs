@@ -33,23 +33,24 @@ pub fn keep_largest_components(labels: &mut LabelVolume) -> u64 {
     let [nx, ny, nz] = labels.shape();
     let n = nx * ny * nz;
     let data = labels.data_mut();
-    let mut visited = vec![false; n];
+    // One bit per voxel: 128 MiB for a 1024³ volume instead of a byte each.
+    let mut visited = Bits::new(n);
     // (label, size, seed) of every component.
     let mut components: Vec<(u8, usize, usize)> = Vec::new();
     let mut queue = VecDeque::new();
     for start in 0..n {
         let l = data[start];
-        if l == 0 || visited[start] || !is_single_object(l) {
+        if l == 0 || visited.get(start) || !is_single_object(l) {
             continue;
         }
-        visited[start] = true;
+        visited.set(start);
         queue.push_back(start);
         let mut size = 0;
         while let Some(v) = queue.pop_front() {
             size += 1;
             for_neighbours(v, nx, ny, nz, |w| {
-                if !visited[w] && data[w] == l {
-                    visited[w] = true;
+                if !visited.get(w) && data[w] == l {
+                    visited.set(w);
                     queue.push_back(w);
                 }
             });
@@ -82,6 +83,25 @@ pub fn keep_largest_components(labels: &mut LabelVolume) -> u64 {
         }
     }
     removed
+}
+
+/// A fixed-size set of voxel indices, one bit each.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    #[inline]
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
 }
 
 #[inline]
@@ -130,5 +150,34 @@ mod tests {
         assert_eq!(d.iter().filter(|&&l| l == liver).count(), 4);
         assert_eq!(d[8], 0);
         assert_eq!(d.iter().filter(|&&l| l == colon).count(), 2);
+    }
+
+    #[test]
+    fn components_spanning_many_bit_words_are_found_whole() {
+        // A 70×70×3 volume: a liver slab over two slices (9800 voxels, crossing
+        // hundreds of 64-bit words of the visited set) and a 3-voxel island in the
+        // last slice, a voxel apart.
+        let liver = catalog().label_of("liver").expect("liver");
+        let mut v = LabelVolume::zeros(Geometry::new([70, 70, 3], crate::geometry::IDENTITY));
+        let plane = 70 * 70;
+        let d = v.data_mut();
+        d[..2 * plane].fill(liver);
+        d[2 * plane + 10..2 * plane + 13].fill(liver);
+        d[plane + 10] = 0; // the island does not touch the slab through this voxel
+        d[plane + 11] = 0;
+        d[plane + 12] = 0;
+        let removed = keep_largest_components(&mut v);
+        assert_eq!(removed, 3);
+        assert_eq!(
+            v.data().iter().filter(|&&l| l == liver).count(),
+            2 * plane - 3
+        );
+        let mut bits = Bits::new(130);
+        for i in [0, 63, 64, 127, 129] {
+            assert!(!bits.get(i));
+            bits.set(i);
+            assert!(bits.get(i));
+        }
+        assert!(!bits.get(65));
     }
 }
