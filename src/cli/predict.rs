@@ -56,6 +56,14 @@ pub struct PredictArgs {
     pub quiet: bool,
 }
 
+/// The folder `path` lies in (`.` for a bare file name).
+fn folder_of(path: &std::path::Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// Refuse, before any inference, an output that is the input itself or that
 /// cannot be written where it should go.
 fn check_output_place(args: &PredictArgs) -> Result<()> {
@@ -70,12 +78,7 @@ fn check_output_place(args: &PredictArgs) -> Result<()> {
             args.input.display()
         );
     }
-    let parent = args
-        .out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let parent = folder_of(&args.out);
     if !parent.is_dir() {
         bail!(
             "cannot write {}: the folder {} does not exist",
@@ -182,16 +185,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     if args.per_structure {
-        if args.out.exists() && !args.out.is_dir() {
-            bail!("{} exists and is not a folder", args.out.display());
-        }
-        // Write into a sibling temporary folder, then swap it in.
-        let parent = args
-            .out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
+        // Write into a sibling temporary folder, then swap it in (that the output is
+        // a folder, if it exists, was checked before inference).
+        let parent = folder_of(&args.out);
         let tmp = tempfile::Builder::new()
             .prefix(".ctseg-tmp-")
             .tempdir_in(&parent)

@@ -430,7 +430,6 @@ fn eval_refuses_what_is_not_a_label_map_and_checks_grids_from_the_headers() {
     let gt = d.join("gt.nii.gz");
     label_file::<u8>(&gt, [8, 8, 4], &[0, 5, 6]);
     // A CT given as the prediction: refused with its values, not scored as confetti.
-    let ct = valid_ct(d);
     let ct_on_grid = d.join("ct_on_grid.nii.gz");
     label_file::<i16>(&ct_on_grid, [8, 8, 4], &[-1000, 40, 700]);
     assert_clean_failure(
@@ -481,7 +480,6 @@ fn eval_refuses_what_is_not_a_label_map_and_checks_grids_from_the_headers() {
     let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert!(json["warnings"].is_array(), "{}", run.stdout);
     assert!(json["structures"].is_array(), "{}", run.stdout);
-    drop(ct);
 }
 
 #[test]

@@ -371,13 +371,13 @@ impl Predictor {
                     options.threshold,
                     &mut chunk_labels,
                 );
-                let mut p = 0;
-                for kk in k + j..k + j + n {
-                    for jj in 0..ny {
-                        for ii in 0..nx {
-                            labels[map.source_index(ii, jj, kk)] = chunk_labels[p];
-                            p += 1;
-                        }
+                // Rows of the chunk (canonical order) to their places in the source.
+                for (row, values) in chunk_labels.chunks_exact(nx).enumerate() {
+                    let (jj, kk) = (row % ny, k + j + row / ny);
+                    let mut at = map.source_index(0, jj, kk) as isize;
+                    for &v in values {
+                        labels[at as usize] = v;
+                        at += map.step[0];
                     }
                 }
                 j += n;

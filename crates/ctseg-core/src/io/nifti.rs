@@ -158,7 +158,9 @@ pub struct NiftiInfo {
 
 /// What the voxel values of a file were, after scaling and before conversion to the
 /// in-memory type: what a reader needs to tell a label map from a CT, or a
-/// truncated value from a real one.
+/// truncated value from a real one. Gathered only where values are converted: a
+/// file stored in the in-memory type without scaling is copied as it is (every
+/// value fits), and its statistics stay empty.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ValueStats {
     /// Voxels that were NaN (they became 0).
@@ -199,28 +201,6 @@ impl ValueStats {
                 None => (lo, hi),
             });
         }
-    }
-
-    /// Statistics of values already in memory (the fast path that copies bytes).
-    fn of<T: Voxel>(data: &[T]) -> ValueStats {
-        let mut stats = ValueStats::default();
-        let mut range: Option<(f64, f64)> = None;
-        for v in data {
-            let v = v.to_f64();
-            if v.is_nan() || v.fract() != 0.0 {
-                stats.add(v);
-                continue;
-            }
-            range = Some(match range {
-                Some((lo, hi)) => (lo.min(v), hi.max(v)),
-                None => (v, v),
-            });
-        }
-        stats.merge(&ValueStats {
-            range,
-            ..ValueStats::default()
-        });
-        stats
     }
 }
 
@@ -705,7 +685,6 @@ fn read_voxels<T: Voxel>(opened: &mut Opened, n: usize) -> Result<(Vec<T>, u64, 
             .data
             .read_exact(bytemuck::cast_slice_mut(&mut out))
             .map_err(|e| read_error(&path, compressed, "the voxel data", e))?;
-        values = ValueStats::of(&out);
     } else {
         let (slope, inter, big) = (info.scl_slope, info.scl_inter, info.big_endian);
         let size = dt.size();
