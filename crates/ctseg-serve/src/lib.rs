@@ -1,0 +1,1 @@
+//! `ctseg serve`: an HTTP service over ctseg's models (MONAI Label-compatible API).
