@@ -1,5 +1,5 @@
-//! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `bench`, `phantom`
-//! and `view` (the desktop app).
+//! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `serve`, `bench`,
+//! `phantom` and `view` (the desktop app).
 
 pub mod bench;
 pub mod eval;
@@ -7,6 +7,7 @@ pub mod eval_dataset;
 pub mod info;
 pub mod phantom;
 pub mod predict;
+pub mod serve;
 pub mod train;
 #[cfg(feature = "gui")]
 pub mod view;
@@ -34,6 +35,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Segment a CT with a trained model.
     Predict(predict::PredictArgs),
+    /// Serve models over HTTP: MONAI Label's API (3D Slicer, OHIF, its Python
+    /// client) and plain /v1 endpoints.
+    Serve(serve::ServeArgs),
     /// Measure training/inference throughput and check a backend against the CPU.
     Bench(bench::BenchArgs),
     /// Write a synthetic TotalSegmentator-layout dataset of abdominal phantoms.

@@ -6,4 +6,5 @@ mod dashboard_follows_cli;
 mod eval_dataset;
 mod predict;
 mod real_data;
+mod serve;
 mod stack_pins;

@@ -83,7 +83,8 @@ fn reachable(graph: &std::collections::HashMap<String, Vec<String>>, root: &str)
 }
 
 /// The layers are enforced by the crate graph: the core knows neither Burn nor egui,
-/// the model layer knows no egui, and nothing below the viewer depends on it.
+/// the model layer and the service know no egui, and nothing below the viewer
+/// depends on it.
 #[test]
 fn crate_layers_point_downward_only() {
     let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
@@ -113,6 +114,14 @@ fn crate_layers_point_downward_only() {
         assert!(
             !ml.iter().any(|d| d == banned),
             "ctseg-ml must not depend on {banned}"
+        );
+    }
+    let serve = reachable(&graph, "ctseg-serve");
+    assert!(serve.iter().any(|d| d == "axum"), "the lock graph was read");
+    for banned in gui.iter().chain(&["ctseg"]) {
+        assert!(
+            !serve.iter().any(|d| d == banned),
+            "ctseg-serve must not depend on {banned}"
         );
     }
     let viewer = reachable(&graph, "ctseg-viewer");
