@@ -1,9 +1,10 @@
-//! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `bench`, `phantom`
-//! and `view` (the desktop app).
+//! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `export`, `bench`,
+//! `phantom` and `view` (the desktop app).
 
 pub mod bench;
 pub mod eval;
 pub mod eval_dataset;
+pub mod export;
 pub mod info;
 pub mod phantom;
 pub mod predict;
@@ -34,6 +35,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Segment a CT with a trained model.
     Predict(predict::PredictArgs),
+    /// Write a trained model as an ONNX file (for onnxruntime and other runtimes).
+    Export(export::ExportArgs),
     /// Measure training/inference throughput and check a backend against the CPU.
     Bench(bench::BenchArgs),
     /// Write a synthetic TotalSegmentator-layout dataset of abdominal phantoms.
