@@ -1,6 +1,6 @@
 //! The `ctseg` command line: argument parsing and output for `info`, `eval`,
-//! `phantom`, `train`, `predict`, `bench` and `view`. The work itself lives in the
-//! `ctseg-core`, `ctseg-ml` and `ctseg-viewer` crates.
+//! `phantom`, `train`, `predict`, `export`, `bench` and `view`. The work itself lives
+//! in the `ctseg-core`, `ctseg-ml` and `ctseg-viewer` crates.
 
 #![warn(missing_docs)]
 

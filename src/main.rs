@@ -5,7 +5,7 @@ use std::process::ExitCode;
 #[cfg(not(feature = "gui"))]
 use clap::CommandFactory;
 use clap::Parser;
-use ctseg::cli::{Cli, Command, bench, eval, info, phantom, predict, serve, train};
+use ctseg::cli::{Cli, Command, bench, eval, export, info, phantom, predict, serve, train};
 
 fn main() -> ExitCode {
     // openjpeg's own log lines (through the jpeg2k crate) would come before, and
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Predict(args)) => predict::run(args),
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Export(args)) => export::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Phantom(args)) => phantom::run(args),
         #[cfg(feature = "gui")]

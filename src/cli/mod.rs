@@ -1,9 +1,10 @@
-//! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `serve`, `bench`,
-//! `phantom` and `view` (the desktop app).
+//! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `serve`, `export`,
+//! `bench`, `phantom` and `view` (the desktop app).
 
 pub mod bench;
 pub mod eval;
 pub mod eval_dataset;
+pub mod export;
 pub mod info;
 pub mod phantom;
 pub mod predict;
@@ -38,6 +39,8 @@ pub enum Command {
     /// Serve models over HTTP: MONAI Label's API (3D Slicer, OHIF, its Python
     /// client) and plain /v1 endpoints.
     Serve(serve::ServeArgs),
+    /// Write a trained model as an ONNX file (for onnxruntime and other runtimes).
+    Export(export::ExportArgs),
     /// Measure training/inference throughput and check a backend against the CPU.
     Bench(bench::BenchArgs),
     /// Write a synthetic TotalSegmentator-layout dataset of abdominal phantoms.

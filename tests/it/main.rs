@@ -4,6 +4,7 @@ mod bad_inputs;
 mod common;
 mod dashboard_follows_cli;
 mod eval_dataset;
+mod export;
 mod predict;
 mod real_data;
 mod serve;

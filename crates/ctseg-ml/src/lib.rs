@@ -1,8 +1,9 @@
 //! ctseg-ml: the model layer on Burn — run-time device choice ([`backend`]), the
 //! 2-D U-Net, its losses and checkpoints ([`model`]), augmentation ([`augment`]), the
 //! preprocessed slice cache and batch loader ([`data`]), whole-volume inference
-//! ([`infer`]), the training engine ([`train`]) and throughput measurement
-//! ([`bench`]). It builds on `ctseg-core` and knows nothing of egui.
+//! ([`infer`]), the training engine ([`train`]), throughput measurement
+//! ([`bench`]) and the ONNX export ([`export`]). It builds on `ctseg-core` and knows
+//! nothing of egui.
 
 #![warn(missing_docs)]
 
@@ -11,6 +12,7 @@ pub mod backend;
 pub mod bench;
 pub mod data;
 pub mod evaluate;
+pub mod export;
 pub mod infer;
 pub mod model;
 pub mod parity;

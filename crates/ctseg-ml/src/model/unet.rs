@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 /// Initial bias of the output logits: logit(0.01).
 pub const HEAD_BIAS_INIT: f64 = -4.59511985;
 
+/// The ε of every BatchNorm (PyTorch's and Burn's default; the ONNX export writes it).
+pub const BATCH_NORM_EPSILON: f64 = 1e-5;
+
 /// Shape of the network. The design's model is the default: base 32, depth 4
 /// (encoder 32-64-128-256, bottleneck 512), 117 classes, 256×256 input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,11 +192,16 @@ impl DoubleConv {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device)
         };
+        let batch_norm = || {
+            BatchNormConfig::new(out_c)
+                .with_epsilon(BATCH_NORM_EPSILON)
+                .init(device)
+        };
         DoubleConv {
             conv1: conv(in_c),
-            bn1: BatchNormConfig::new(out_c).init(device),
+            bn1: batch_norm(),
             conv2: conv(out_c),
-            bn2: BatchNormConfig::new(out_c).init(device),
+            bn2: batch_norm(),
         }
     }
 
