@@ -48,6 +48,9 @@ impl InputSource {
     }
 }
 
+/// The receiver of a job's result.
+pub type Answer = oneshot::Receiver<ApiResult<Arc<Prediction>>>;
+
 /// Queue a job and hand back the receiver of its result (503 when the queue is full).
 pub fn submit(
     state: &Shared,
@@ -55,7 +58,7 @@ pub fn submit(
     image: &str,
     input: InputSource,
     options: PredictOptions,
-) -> ApiResult<(Arc<Job>, oneshot::Receiver<ApiResult<Arc<Prediction>>>)> {
+) -> ApiResult<(Arc<Job>, Answer)> {
     let job = state.jobs.create(model, image);
     let (input, input_name, keep) = input.into_parts();
     let (reply, answer) = oneshot::channel();
