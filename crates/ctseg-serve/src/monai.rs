@@ -200,10 +200,7 @@ pub async fn infer(
                 ));
             }
             let id = parse_id(&query.image).map_err(ApiError::bad_request)?;
-            let path = state
-                .datastore
-                .image_path(&id)
-                .ok_or_else(|| ApiError::not_found(format!("no image {id:?} in the datastore")))?;
+            let path = datastore_image(&state, &id)?;
             (
                 InputSource::Datastore {
                     id: id.clone(),
@@ -271,6 +268,27 @@ pub struct ImageQuery {
     pub label: Option<String>,
 }
 
+impl ImageQuery {
+    /// The label tag asked for (`final` when absent), checked like an ID.
+    fn tag(&self) -> ApiResult<String> {
+        parse_id(
+            self.tag
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .unwrap_or(FINAL_TAG),
+        )
+        .map_err(|e| ApiError::bad_request(format!("tag: {e}")))
+    }
+}
+
+/// The file of datastore image `id`, or 404.
+fn datastore_image(state: &Shared, id: &str) -> ApiResult<std::path::PathBuf> {
+    state
+        .datastore
+        .image_path(id)
+        .ok_or_else(|| ApiError::not_found(format!("no image {id:?} in the datastore")))
+}
+
 /// `PUT /datastore/?image=ID` (and `/datastore/image`): upload an image as the
 /// multipart field `file`. Checked as a CT before it is stored; stored by rename.
 pub async fn upload_image(
@@ -306,17 +324,8 @@ pub async fn save_label(
     multipart: Multipart,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(q.image.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
-    let tag = parse_id(
-        q.tag
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .unwrap_or(FINAL_TAG),
-    )
-    .map_err(|e| ApiError::bad_request(format!("tag: {e}")))?;
-    let image = state
-        .datastore
-        .image_path(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no image {id:?} in the datastore")))?;
+    let tag = q.tag()?;
+    let image = datastore_image(&state, &id)?;
     let mut form = read_form(&state, multipart, &["label", "file"]).await?;
     let upload = form
         .files
@@ -352,10 +361,7 @@ pub async fn download_image(
     Query(q): Query<ImageQuery>,
 ) -> ApiResult<Response> {
     let id = parse_id(q.image.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
-    let path = state
-        .datastore
-        .image_path(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no image {id:?} in the datastore")))?;
+    let path = datastore_image(&state, &id)?;
     send_file(path).await
 }
 
@@ -370,13 +376,7 @@ pub async fn download_label(
         .or(q.image.as_deref())
         .unwrap_or_default();
     let id = parse_id(raw).map_err(ApiError::bad_request)?;
-    let tag = parse_id(
-        q.tag
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .unwrap_or(FINAL_TAG),
-    )
-    .map_err(|e| ApiError::bad_request(format!("tag: {e}")))?;
+    let tag = q.tag()?;
     let path = state
         .datastore
         .label_path(&id, &tag)
@@ -437,12 +437,7 @@ pub async fn train_first(
     State(state): State<Shared>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let model = state
-        .worker
-        .models()
-        .first()
-        .map(|m| m.name.clone())
-        .ok_or_else(|| ApiError::internal("no model is served"))?;
+    let model = state.worker.first_model()?;
     start_training(&state, &model, &body)
 }
 

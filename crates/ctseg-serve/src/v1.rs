@@ -51,12 +51,7 @@ pub async fn segment(
 ) -> ApiResult<Response> {
     let model = match &q.model {
         Some(m) => m.clone(),
-        None => state
-            .worker
-            .models()
-            .first()
-            .map(|m| m.name.clone())
-            .ok_or_else(|| ApiError::internal("no model is served"))?,
+        None => state.worker.first_model()?,
     };
     if state.worker.model(&model).is_none() {
         return Err(ApiError::not_found(format!("no model named {model:?}")));

@@ -119,6 +119,16 @@ impl WorkerHandle {
         lock(&self.models).values().cloned().collect()
     }
 
+    /// The name of the first served model (the default of `POST /train/` and
+    /// `/v1/segment`).
+    pub fn first_model(&self) -> ApiResult<String> {
+        lock(&self.models)
+            .keys()
+            .next()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("no model is served"))
+    }
+
     /// The served model `name`.
     pub fn model(&self, name: &str) -> Option<ModelInfo> {
         lock(&self.models).get(name).cloned()
