@@ -152,6 +152,28 @@ impl Geometry {
         std::array::from_fn(|r| m[r][0] * v[0] + m[r][1] * v[1] + m[r][2] * v[2] + m[r][3])
     }
 
+    /// The inverse of `world_from_voxel`: voxel coordinates (fractional) of a RAS+
+    /// world point. `None` when the affine is singular.
+    pub fn voxel_from_world(&self) -> Option<Affine> {
+        let m = &self.world_from_voxel;
+        let det = det3(m);
+        if !det.is_finite() || det.abs() < 1e-12 {
+            return None;
+        }
+        let c = |r: usize, col: usize| m[r][col];
+        // Inverse of the 3×3 part by cofactors.
+        let mut inv = IDENTITY;
+        for (r, row) in inv.iter_mut().enumerate().take(3) {
+            let (c1, c2) = ((r + 1) % 3, (r + 2) % 3);
+            for (col, value) in row.iter_mut().enumerate().take(3) {
+                let (r1, r2) = ((col + 1) % 3, (col + 2) % 3);
+                *value = (c(r1, c1) * c(r2, c2) - c(r1, c2) * c(r2, c1)) / det;
+            }
+            row[3] = -(0..3).map(|k| row[k] * m[k][3]).sum::<f64>();
+        }
+        Some(inv)
+    }
+
     /// Human-readable summary: `122×101×30 RAS 3.00×3.00×3.00 mm`.
     pub fn describe(&self) -> String {
         let s = self.spacing();
@@ -400,6 +422,28 @@ pub fn quaternion_to_affine(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn voxel_from_world_inverts_world_from_voxel() {
+        let m = [
+            [-0.9, 0.1, 0.0, 12.5],
+            [0.0, -0.95, 0.2, -40.0],
+            [0.05, 0.0, 2.0, 100.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let g = Geometry::new([10, 10, 10], m);
+        let inv = g.voxel_from_world().expect("invertible");
+        let v = [3.0, -2.0, 7.5];
+        let w = g.world_of(v);
+        let back: Vec<f64> = (0..3)
+            .map(|r| inv[r][0] * w[0] + inv[r][1] * w[1] + inv[r][2] * w[2] + inv[r][3])
+            .collect();
+        for r in 0..3 {
+            assert!((back[r] - v[r]).abs() < 1e-9, "{back:?}");
+        }
+        let singular = Geometry::new([1, 1, 1], [[0.0; 4]; 4]);
+        assert!(singular.voxel_from_world().is_none());
+    }
 
     fn diag(x: f64, y: f64, z: f64) -> Affine {
         [

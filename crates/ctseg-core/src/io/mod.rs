@@ -47,6 +47,9 @@ pub struct LoadedCt {
     pub dtype: String,
     /// Non-fatal remarks made while loading (e.g. clamped values, skipped files).
     pub warnings: Vec<String>,
+    /// For a DICOM series: the study, series and instances it came from (what a
+    /// DICOM Segmentation of it must reference).
+    pub dicom: Option<dicom::DicomSource>,
 }
 
 /// Load a CT from a NIfTI file, a DICOM folder or a TotalSegmentator subject folder.
@@ -63,6 +66,7 @@ pub fn load_ct(path: &Path) -> Result<LoadedCt> {
             format: CtFormat::Dicom,
             dtype: series.dtype,
             warnings: series.warnings,
+            dicom: Some(series.source),
         });
     }
     if !path.exists() {
@@ -75,6 +79,7 @@ pub fn load_ct(path: &Path) -> Result<LoadedCt> {
         format: CtFormat::Nifti,
         dtype: image.info.datatype.name().to_string(),
         warnings,
+        dicom: None,
     })
 }
 

@@ -21,8 +21,11 @@ use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 
 mod scan;
+pub mod seg;
+mod source;
 
 use scan::{MAX_SCAN_DEPTH, scan_folder};
+pub use source::{DicomSource, SourceInstance, StudyTags};
 
 use crate::error::{Error, Result, panic_message};
 use crate::geometry::{Geometry, IDENTITY, PLAUSIBLE_SPACING_MM, short_number};
@@ -71,6 +74,8 @@ pub struct DicomSeries {
     pub slices: usize,
     /// Non-fatal remarks (other series skipped, files that are not DICOM…).
     pub warnings: Vec<String>,
+    /// The study, series and instances the volume came from (for DICOM-SEG).
+    pub source: DicomSource,
 }
 
 /// Header fields of one slice file.
@@ -79,6 +84,12 @@ struct SliceHeader {
     path: PathBuf,
     modality: String,
     series_uid: String,
+    /// SOPClassUID of the slice.
+    sop_class_uid: String,
+    /// SOPInstanceUID of the slice (empty in anonymised exports).
+    sop_instance_uid: String,
+    /// Patient, study and frame of reference of the slice.
+    study: StudyTags,
     rows: usize,
     cols: usize,
     position: [f64; 3],
@@ -86,6 +97,8 @@ struct SliceHeader {
     spacing: [f64; 2],
     /// SpacingBetweenSlices, else SliceThickness (used only for a single slice).
     thickness: Option<f64>,
+    /// SliceThickness alone (what a derived object repeats).
+    slice_thickness: Option<f64>,
     frames: usize,
     /// PhotometricInterpretation (empty when absent).
     photometric: String,
@@ -167,7 +180,7 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
         series.entry(h.series_uid.clone()).or_default().push(h);
     }
     let modalities: Vec<String> = series.values().map(|s| s[0].modality.clone()).collect();
-    let (uid, slices) = series
+    let (uid, mut slices) = series
         .iter()
         .filter(|(_, s)| s[0].modality == "CT")
         .max_by_key(|(_, s)| s.len())
@@ -206,8 +219,9 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
     for e in unreadable {
         warnings.push(format!("skipped: {e}"));
     }
-    let (volume, dtype, clamp_warning) = assemble(dir, slices.clone())?;
+    let (volume, dtype, clamp_warning) = assemble(dir, &mut slices)?;
     warnings.extend(clamp_warning);
+    let source = dicom_source(&slices, &volume);
     let t = volume
         .geometry()
         .transform_to(DICOM_ORIENTATION)
@@ -218,6 +232,7 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
         series_uid: uid,
         slices: slices.len(),
         warnings,
+        source,
     })
 }
 
@@ -583,7 +598,10 @@ fn slice_header(obj: &DefaultDicomObject, path: &Path) -> Result<SliceHeader> {
     Ok(SliceHeader {
         path: path.to_path_buf(),
         modality: text(obj, tags::MODALITY),
-        series_uid: text(obj, tags::SERIES_INSTANCE_UID),
+        series_uid: source::uid(&text(obj, tags::SERIES_INSTANCE_UID)),
+        sop_class_uid: source::uid(&text(obj, tags::SOP_CLASS_UID)),
+        sop_instance_uid: source::uid(&text(obj, tags::SOP_INSTANCE_UID)),
+        study: StudyTags::read(obj),
         rows,
         cols,
         position: [p[0], p[1], p[2]],
@@ -598,6 +616,12 @@ fn slice_header(obj: &DefaultDicomObject, path: &Path) -> Result<SliceHeader> {
                     .and_then(|e| e.to_float64().ok())
             })
             .find(|v| v.is_finite() && *v > 0.0),
+        slice_thickness: obj
+            .element_opt(tags::SLICE_THICKNESS)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_float64().ok())
+            .filter(|v| v.is_finite() && *v > 0.0),
         frames,
         photometric: text(obj, tags::PHOTOMETRIC_INTERPRETATION),
         samples_per_pixel: optional_int(tags::SAMPLES_PER_PIXEL, "SamplesPerPixel", 1)?,
@@ -632,7 +656,7 @@ fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
 /// type and a warning when rescaled values had to be clamped to int16.
 fn assemble(
     dir: &Path,
-    mut slices: Vec<SliceHeader>,
+    slices: &mut [SliceHeader],
 ) -> Result<(Volume<i16>, String, Option<String>)> {
     let first = slices[0].clone();
     if first.frames > 1 {
@@ -641,7 +665,7 @@ fn assemble(
             format!("multi-frame (enhanced) DICOM with {} frames", first.frames),
         ));
     }
-    for s in &slices {
+    for s in slices.iter() {
         check_slice(s)?;
         if s.rows != first.rows || s.cols != first.cols {
             return Err(Error::format(
@@ -880,6 +904,30 @@ fn assemble(
         )
     });
     Ok((Volume::new(geometry, data)?, total.dtype, warning))
+}
+
+/// The source description of sorted, assembled slices (`volume` in DICOM order).
+fn dicom_source(slices: &[SliceHeader], volume: &Volume<i16>) -> DicomSource {
+    let first = &slices[0];
+    let step = volume.geometry().spacing()[2];
+    DicomSource {
+        study: first.study.clone(),
+        series_uid: first.series_uid.clone(),
+        orientation_lps: first.orientation,
+        pixel_spacing_mm: first.spacing,
+        slice_step_mm: step,
+        slice_thickness_mm: first.slice_thickness,
+        rows: first.rows,
+        columns: first.cols,
+        instances: slices
+            .iter()
+            .map(|s| SourceInstance {
+                sop_class_uid: s.sop_class_uid.clone(),
+                sop_instance_uid: s.sop_instance_uid.clone(),
+                position_lps: s.position,
+            })
+            .collect(),
+    }
 }
 
 /// What decoding slices gave besides the voxels.
