@@ -5,7 +5,9 @@ use std::process::ExitCode;
 #[cfg(not(feature = "gui"))]
 use clap::CommandFactory;
 use clap::Parser;
-use ctseg::cli::{Cli, Command, bench, eval, export, info, phantom, predict, serve, train};
+use ctseg::cli::{
+    Cli, Command, bench, convert, dicomweb, eval, export, info, phantom, predict, serve, train,
+};
 
 fn main() -> ExitCode {
     // openjpeg's own log lines (through the jpeg2k crate) would come before, and
@@ -24,6 +26,8 @@ fn main() -> ExitCode {
         Some(Command::Predict(args)) => predict::run(args),
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Export(args)) => export::run(args),
+        Some(Command::Convert(args)) => convert::run(args),
+        Some(Command::Dicomweb(args)) => dicomweb::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Phantom(args)) => phantom::run(args),
         #[cfg(feature = "gui")]

@@ -1,7 +1,9 @@
-//! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `serve`, `export`,
-//! `bench`, `phantom` and `view` (the desktop app).
+//! The `ctseg` command line: `info`, `eval`, `train`, `predict`, `convert`, `serve`, `export`,
+//! `dicomweb`, `bench`, `phantom` and `view` (the desktop app).
 
 pub mod bench;
+pub mod convert;
+pub mod dicomweb;
 pub mod eval;
 pub mod eval_dataset;
 pub mod export;
@@ -39,8 +41,14 @@ pub enum Command {
     /// Serve models over HTTP: MONAI Label's API (3D Slicer, OHIF, its Python
     /// client) and plain /v1 endpoints.
     Serve(serve::ServeArgs),
+    /// Convert a segmentation of a CT between multilabel NIfTI, per-structure masks
+    /// and DICOM Segmentation.
+    Convert(convert::ConvertArgs),
     /// Write a trained model as an ONNX file (for onnxruntime and other runtimes).
     Export(export::ExportArgs),
+    /// Search, retrieve from and store to a PACS over DICOMweb (QIDO-RS, WADO-RS,
+    /// STOW-RS).
+    Dicomweb(dicomweb::DicomwebArgs),
     /// Measure training/inference throughput and check a backend against the CPU.
     Bench(bench::BenchArgs),
     /// Write a synthetic TotalSegmentator-layout dataset of abdominal phantoms.
@@ -78,7 +86,12 @@ mod tests {
     fn readme_lists_every_flag() {
         let readme = include_str!("../../README.md");
         let mut missing = Vec::new();
-        for sub in Cli::command().get_subcommands() {
+        let cli = Cli::command();
+        // Subcommands and their own subcommands (`dicomweb search`…).
+        let subs = cli
+            .get_subcommands()
+            .flat_map(|s| std::iter::once(s).chain(s.get_subcommands()));
+        for sub in subs {
             for arg in sub.get_arguments() {
                 if let Some(long) = arg.get_long()
                     && !matches!(long, "help" | "version")

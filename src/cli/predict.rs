@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::print_warnings;
+use ctseg_core::io::dicom::seg::{SegWriteOptions, model_name, write_seg};
 use ctseg_core::io::load_ct;
 use ctseg_core::io::segmentation::{save_multilabel, save_per_structure};
 use ctseg_ml::backend::{self, BackendKind};
@@ -21,7 +22,8 @@ pub struct PredictArgs {
     /// CT: NIfTI file or DICOM folder.
     #[arg(long)]
     pub input: PathBuf,
-    /// Output `.nii.gz` multilabel file (label names in the header), or with
+    /// Output `.nii.gz` multilabel file (label names in the header); `.dcm`: a DICOM
+    /// Segmentation over the input series (a DICOM input only); with
     /// `--per-structure` a folder of `<name>.nii.gz` masks.
     #[arg(long)]
     pub out: PathBuf,
@@ -99,6 +101,15 @@ fn check_output_place(args: &PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether the output is a DICOM Segmentation (a file name ending in `.dcm`).
+fn writes_dicom_seg(args: &PredictArgs) -> bool {
+    !args.per_structure
+        && args
+            .out
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
+}
+
 /// Run `ctseg predict`.
 pub fn run(args: &PredictArgs) -> Result<()> {
     if !(args.threshold > 0.0 && args.threshold < 1.0) {
@@ -118,9 +129,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             );
         }
         let name = args.out.to_string_lossy();
-        if !(name.ends_with(".nii.gz") || name.ends_with(".nii")) {
+        if !(name.ends_with(".nii.gz") || name.ends_with(".nii") || writes_dicom_seg(args)) {
             bail!(
-                "{}: the multilabel output must end in .nii.gz or .nii (or use --per-structure for a folder)",
+                "{}: the multilabel output must end in .nii.gz or .nii, or .dcm for a DICOM Segmentation (or use --per-structure for a folder)",
                 args.out.display()
             );
         }
@@ -137,8 +148,29 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         );
     }
     check_output_place(args)?;
-    let loaded = load_ct(&args.input)?;
+    let mut loaded = load_ct(&args.input)?;
     print_warnings(&loaded.warnings);
+    // A DICOM Segmentation references its source series: refused before inference
+    // when there is none to reference.
+    let dicom_source = if writes_dicom_seg(args) {
+        let Some(source) = loaded.dicom.take() else {
+            bail!(
+                "{}: a DICOM Segmentation (--out {}) must reference the source DICOM series, and {} is not one; write .nii.gz instead",
+                args.input.display(),
+                args.out.display(),
+                args.input.display()
+            );
+        };
+        if let Some(why) = source.missing_identifiers() {
+            bail!(
+                "{}: cannot write a DICOM Segmentation: {why}",
+                args.input.display()
+            );
+        }
+        Some(source)
+    } else {
+        None
+    };
     let selected = backend::select(args.backend)?;
     let predictor = Predictor::load(&args.model, selected.device.clone(), selected.kind)?
         .with_precision(args.precision, &selected.describe())?;
@@ -200,6 +232,17 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         }
         std::fs::rename(&tmp, &args.out)
             .with_context(|| format!("cannot move the masks to {}", args.out.display()))?;
+    } else if let Some(source) = &dicom_source {
+        let options = SegWriteOptions::prediction(&model_name(&args.model));
+        let summary = write_seg(&args.out, &labels, source, &options)?;
+        if !args.quiet {
+            eprintln!(
+                "DICOM Segmentation: {} segments, {} frames, series {}",
+                summary.labels.len(),
+                summary.frames,
+                summary.series_uid
+            );
+        }
     } else {
         save_multilabel(&args.out, &labels)?;
     }

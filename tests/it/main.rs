@@ -3,8 +3,10 @@
 mod bad_inputs;
 mod common;
 mod dashboard_follows_cli;
+mod dicomweb;
 mod eval_dataset;
 mod export;
+mod orthanc;
 mod predict;
 mod real_data;
 mod serve;

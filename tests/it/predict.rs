@@ -401,3 +401,65 @@ fn bad_models_and_inputs_are_clear_errors() {
     assert!(r.stderr.contains("notes.nii.gz"), "{}", r.stderr);
     assert!(!out.exists());
 }
+
+/// `ctseg predict --out X.dcm` on a DICOM series writes a DICOM Segmentation holding
+/// the labels the NIfTI output holds; a NIfTI CT or an anonymised series (no UIDs
+/// to reference) is refused before inference, with nothing written.
+#[test]
+fn cli_writes_a_dicom_segmentation_over_a_dicom_series() {
+    let Some(run) = trained_run() else { return };
+    let Some(series) = common::shared("totalseg/dicom_ct_pacs") else {
+        return;
+    };
+    let Some(anonymised) = common::shared("totalseg/dicom_ct") else {
+        return;
+    };
+    let Some(nifti_ct) = common::shared("totalseg/s0001/ct.nii.gz") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_s = run.to_string_lossy().into_owned();
+    let predict = |input: &Path, out: &Path| {
+        common::ctseg(&[
+            "predict",
+            "--model",
+            &run_s,
+            "--input",
+            &input.to_string_lossy(),
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--threshold",
+            "0.2",
+            "--out",
+            &out.to_string_lossy(),
+        ])
+    };
+    let nii = tmp.path().join("pred.nii.gz");
+    let r = predict(&series, &nii);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let expected = ctseg_core::io::segmentation::load_segmentation(&nii)
+        .expect("NIfTI prediction")
+        .labels;
+    assert!(
+        expected.data().iter().any(|&l| l != 0),
+        "the model finds something"
+    );
+    let dcm = tmp.path().join("pred.dcm");
+    let r = predict(&series, &dcm);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ct = ctseg_core::io::load_ct(&series).expect("series");
+    let seg = ctseg_core::io::dicom::seg::read_seg(&dcm, ct.volume.geometry(), ct.dicom.as_ref())
+        .expect("the DICOM Segmentation reads");
+    assert_eq!(seg.labels.data(), expected.data());
+    assert!(!seg.manual);
+
+    for (input, why) in [(&nifti_ct, "is not one"), (&anonymised, "SOPInstanceUID")] {
+        let out = tmp.path().join("refused.dcm");
+        let r = predict(input, &out);
+        assert_ne!(r.code, 0);
+        assert!(r.stderr.contains(why), "{}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        assert!(!out.exists());
+    }
+}

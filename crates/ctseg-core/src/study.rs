@@ -3,8 +3,10 @@
 //! structure table, and the GT-vs-prediction comparison.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::geometry::Geometry;
+use crate::io::dicom::DicomSource;
 use crate::io::segmentation::check_same_grid;
 use crate::labels::LabelVolume;
 use crate::metrics::{Confusion, confusion_counts};
@@ -44,9 +46,28 @@ pub struct CtView {
     pub display: Volume<i16>,
     /// Non-fatal remarks from loading.
     pub warnings: Vec<String>,
+    /// For a DICOM series: what a DICOM Segmentation of it references.
+    pub dicom: Option<Arc<DicomSource>>,
 }
 
 impl CtView {
+    /// The same view, remembering the DICOM series it was read from.
+    pub fn with_dicom(mut self, source: Option<DicomSource>) -> Self {
+        self.dicom = source.map(Arc::new);
+        self
+    }
+
+    /// Why a DICOM Segmentation cannot be written over this CT, if it cannot.
+    pub fn dicom_seg_refusal(&self) -> Option<String> {
+        match &self.dicom {
+            None => Some(
+                "the CT was not read from a DICOM series: a DICOM Segmentation has no source instances to reference"
+                    .into(),
+            ),
+            Some(source) => source.missing_identifiers(),
+        }
+    }
+
     /// Reorient `volume` for display.
     pub fn new(
         path: Option<PathBuf>,
@@ -61,6 +82,7 @@ impl CtView {
             source: volume.geometry().clone(),
             display,
             warnings,
+            dicom: None,
         })
     }
 

@@ -272,8 +272,19 @@ impl ViewerApp {
     pub fn save_prediction(&mut self, path: PathBuf, per_structure: bool) {
         match (&self.ct, &self.pred) {
             (Some(ct), Some(pred)) => {
+                // A prediction made here names the model; one opened from a file,
+                // the file.
+                let model = match &pred.path {
+                    Some(file) => Some(format!("prediction {}", file_stem(file))),
+                    None => self
+                        .settings
+                        .model
+                        .as_deref()
+                        .map(ctseg_core::io::dicom::seg::model_name),
+                };
                 let job = Job::Save {
                     path,
+                    model,
                     per_structure,
                     layer: pred.clone(),
                     ct: ct.clone(),
@@ -580,6 +591,7 @@ impl ViewerApp {
         panels::menu::MenuView {
             has_ct: self.ct.is_some(),
             has_pred: self.pred.is_some(),
+            dicom_seg_refusal: self.ct.as_ref().and_then(|ct| ct.dicom_seg_refusal()),
             editing: self.annotator.is_editing(),
             undo,
             redo,
@@ -801,4 +813,16 @@ impl eframe::App for ViewerApp {
     fn on_exit(&mut self) {
         self.finish_writers();
     }
+}
+
+/// A file's name without `.nii.gz`, `.nii` or `.dcm`.
+fn file_stem(path: &std::path::Path) -> String {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    [".nii.gz", ".nii", ".dcm"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(&name)
+        .to_string()
 }

@@ -83,6 +83,10 @@ impl ViewerApp {
             DialogPurpose::SavePrediction { per_structure } => {
                 self.save_prediction(path, per_structure)
             }
+            DialogPurpose::SavePredictionDicomSeg => {
+                self.save_prediction(with_dcm_extension(path), false)
+            }
+            DialogPurpose::SaveEditsDicomSeg => self.save_edits(with_dcm_extension(path), false),
             DialogPurpose::ExportFigure => self.export_figure(&path),
             DialogPurpose::SaveEdits { per_structure } => self.save_edits(path, per_structure),
             DialogPurpose::ChooseDataset => self.training.set_dataset(&path, &self.ctx.clone()),
@@ -228,5 +232,16 @@ impl ViewerApp {
                 })
                 .collect()
         });
+    }
+}
+
+/// `path` ending in `.dcm` (what makes the worker write a DICOM Segmentation).
+fn with_dcm_extension(path: PathBuf) -> PathBuf {
+    if crate::worker::is_dcm(&path) {
+        path
+    } else {
+        let mut name = path.into_os_string();
+        name.push(".dcm");
+        PathBuf::from(name)
     }
 }

@@ -24,6 +24,10 @@ pub enum DialogPurpose {
         /// A folder of per-structure masks instead of one file.
         per_structure: bool,
     },
+    /// Save the prediction as a DICOM Segmentation over the CT's series.
+    SavePredictionDicomSeg,
+    /// Save the edited layer as a DICOM Segmentation (segments marked MANUAL).
+    SaveEditsDicomSeg,
     /// Choose the training dataset.
     ChooseDataset,
     /// Choose the folder of a new run.
@@ -53,7 +57,18 @@ pub fn pick(purpose: DialogPurpose, start_dir: Option<PathBuf>) -> Option<PathBu
     let nifti = ["nii", "gz"];
     match purpose {
         DialogPurpose::OpenCt => d.add_filter("NIfTI", &nifti).pick_file(),
-        DialogPurpose::OpenLayer(_) => d.add_filter("NIfTI", &nifti).pick_file(),
+        DialogPurpose::OpenLayer(_) => d
+            .add_filter("Segmentation (NIfTI, DICOM-SEG)", &["nii", "gz", "dcm"])
+            .add_filter("All files", &["*"])
+            .pick_file(),
+        DialogPurpose::SavePredictionDicomSeg => d
+            .add_filter("DICOM", &["dcm"])
+            .set_file_name("prediction.dcm")
+            .save_file(),
+        DialogPurpose::SaveEditsDicomSeg => d
+            .add_filter("DICOM", &["dcm"])
+            .set_file_name("segmentation.dcm")
+            .save_file(),
         DialogPurpose::ChooseModelFile => d
             .add_filter("Weights", &["safetensors", "pt", "pth"])
             .pick_file(),

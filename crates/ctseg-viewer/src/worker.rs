@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
+use ctseg_core::io::dicom::seg::{SegWriteOptions, is_dicom_seg, read_seg, write_seg};
 use ctseg_core::io::load_ct;
 use ctseg_core::io::segmentation::{load_segmentation, save_multilabel, save_per_structure};
 use ctseg_core::study::{Comparison, CtView, LabelLayer, LayerKind};
@@ -65,8 +66,12 @@ pub enum Job {
     },
     /// Save a label layer on the CT's grid.
     Save {
-        /// Output path (`.nii.gz` file, or a folder with `per_structure`).
+        /// Output path (`.nii.gz` file, a `.dcm` DICOM Segmentation, or a folder with
+        /// `per_structure`).
         path: PathBuf,
+        /// For a DICOM Segmentation: the model that predicted the layer, `None` for
+        /// an edited layer (segments marked MANUAL).
+        model: Option<String>,
         /// Folder of `<name>.nii.gz` masks instead of one multilabel file.
         per_structure: bool,
         /// Labels to save.
@@ -307,6 +312,12 @@ struct WorkerState {
     predictor: Option<(PathBuf, BackendKind, String, Predictor)>,
 }
 
+/// Whether `path` names a DICOM file (`.dcm`): saved as a DICOM Segmentation.
+pub fn is_dcm(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -324,12 +335,10 @@ impl WorkerState {
             Job::OpenCt(path) => {
                 let loaded = load_ct(&path)?;
                 let name = file_name(&path);
-                let ct = Arc::new(CtView::new(
-                    Some(path.clone()),
-                    name,
-                    &loaded.volume,
-                    loaded.warnings,
-                )?);
+                let ct = Arc::new(
+                    CtView::new(Some(path.clone()), name, &loaded.volume, loaded.warnings)?
+                        .with_dicom(loaded.dicom),
+                );
                 let gt = if ctseg_core::dataset::totalseg::masks_dir(&path).is_some() {
                     let seg = load_segmentation(&path)?;
                     let display = ct.to_display(&seg.path, &seg.labels)?;
@@ -379,9 +388,15 @@ impl WorkerState {
                 ])
             }
             Job::OpenSegmentation { path, layer, ct } => {
-                let seg = load_segmentation(&path)?;
-                let display = ct.to_display(&seg.path, &seg.labels)?;
-                let data = Arc::new(LabelLayer::new(Some(seg.path), display, seg.warnings));
+                let data = if is_dicom_seg(&path) {
+                    let seg = read_seg(&path, &ct.source, ct.dicom.as_deref())?;
+                    let display = ct.to_display(&path, &seg.labels)?;
+                    Arc::new(LabelLayer::new(Some(path), display, seg.warnings))
+                } else {
+                    let seg = load_segmentation(&path)?;
+                    let display = ct.to_display(&seg.path, &seg.labels)?;
+                    Arc::new(LabelLayer::new(Some(seg.path), display, seg.warnings))
+                };
                 Ok(vec![Event::LayerReady {
                     layer,
                     data,
@@ -446,6 +461,7 @@ impl WorkerState {
             }
             Job::Save {
                 path,
+                model,
                 per_structure,
                 layer,
                 ct,
@@ -453,6 +469,19 @@ impl WorkerState {
                 let labels = ct.to_source(&layer.display)?;
                 if per_structure {
                     save_per_structure(&path, &labels)?;
+                } else if is_dcm(&path) {
+                    let source = ct.dicom.as_deref().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{}: {}",
+                            path.display(),
+                            ct.dicom_seg_refusal().unwrap_or_default()
+                        )
+                    })?;
+                    let options = match &model {
+                        Some(name) => SegWriteOptions::prediction(name),
+                        None => SegWriteOptions::manual(),
+                    };
+                    write_seg(&path, &labels, source, &options)?;
                 } else {
                     save_multilabel(&path, &labels)?;
                 }

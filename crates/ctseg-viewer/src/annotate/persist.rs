@@ -37,6 +37,7 @@ impl ViewerApp {
         self.annotator.save_target = Some((path.clone(), per_structure));
         self.submit(Job::Save {
             path,
+            model: None,
             per_structure,
             layer,
             ct,

@@ -22,6 +22,8 @@ pub struct MenuView {
     pub has_ct: bool,
     /// A prediction layer is open.
     pub has_pred: bool,
+    /// Why the open CT cannot take a DICOM Segmentation (`None`: it can).
+    pub dicom_seg_refusal: Option<String>,
     /// A layer is being edited.
     pub editing: bool,
     /// Description of the step Undo would revert.
@@ -173,12 +175,25 @@ fn file_menu(ui: &mut egui::Ui, view: &MenuView, recent: &[PathBuf], out: &mut V
                 per_structure: true,
             },
         ),
-        (view.has_ct, "Export figure…", DialogPurpose::ExportFigure),
     ];
     for (enabled, text, purpose) in items {
         if ui.add_enabled(enabled, egui::Button::new(text)).clicked() {
             out.push(Command::Dialog(purpose));
         }
+    }
+    dicom_seg_item(
+        ui,
+        view,
+        view.has_pred,
+        "Save prediction as DICOM-SEG…",
+        DialogPurpose::SavePredictionDicomSeg,
+        out,
+    );
+    if ui
+        .add_enabled(view.has_ct, egui::Button::new("Export figure…"))
+        .clicked()
+    {
+        out.push(Command::Dialog(DialogPurpose::ExportFigure));
     }
     ui.separator();
     ui.menu_button("Recent", |ui| {
@@ -245,6 +260,33 @@ fn edit_menu(ui: &mut egui::Ui, view: &MenuView, out: &mut Vec<Command>) {
         if ui.add_enabled(editing, egui::Button::new(text)).clicked() {
             out.push(Command::Dialog(DialogPurpose::SaveEdits { per_structure }));
         }
+    }
+    dicom_seg_item(
+        ui,
+        view,
+        editing,
+        "Save segmentation as DICOM-SEG…",
+        DialogPurpose::SaveEditsDicomSeg,
+        out,
+    );
+}
+
+/// A "… as DICOM-SEG" item: disabled, saying why, when the CT cannot take one.
+fn dicom_seg_item(
+    ui: &mut egui::Ui,
+    view: &MenuView,
+    enabled: bool,
+    text: &str,
+    purpose: DialogPurpose,
+    out: &mut Vec<Command>,
+) {
+    let possible = enabled && view.dicom_seg_refusal.is_none();
+    let mut response = ui.add_enabled(possible, egui::Button::new(text));
+    if let Some(why) = &view.dicom_seg_refusal {
+        response = response.on_disabled_hover_text(format!("Not possible: {why}"));
+    }
+    if response.clicked() {
+        out.push(Command::Dialog(purpose));
     }
 }
 

@@ -581,3 +581,72 @@ fn predict_from_the_model_panel_and_save() {
     assert_eq!(saved.data(), expected.data());
     assert!(saved.geometry().same_grid(&ct.source, 1e-4));
 }
+
+/// A DICOM Segmentation opens as a layer over its series (placed by its frame
+/// positions) and a layer saves back as one; over a NIfTI CT, saving one is refused
+/// with a message and nothing is written.
+#[test]
+fn dicom_seg_opens_over_its_series_and_saves_back() {
+    use ctseg_core::io::dicom::seg::{SegWriteOptions, read_seg, write_seg};
+    let Some(series) = common::shared("totalseg/dicom_ct_pacs") else {
+        return;
+    };
+    let Some(labels_path) = common::shared("totalseg/dicom_ct_seg_multilabel.nii.gz") else {
+        return;
+    };
+    let Some(d) = data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let ct = load_ct(&series).unwrap();
+    let labels = load_multilabel(&labels_path).unwrap().labels;
+    let seg = tmp.path().join("totalseg.dcm");
+    write_seg(
+        &seg,
+        &labels,
+        ct.dicom.as_ref().unwrap(),
+        &SegWriteOptions::prediction("TotalSegmentator"),
+    )
+    .unwrap();
+
+    let mut h = harness(Startup {
+        ct: Some(series.clone()),
+        ..Startup::default()
+    });
+    h.state_mut().open_layer(seg.clone(), LayerKind::Prediction);
+    settle(&mut h);
+    let errors: Vec<_> = h
+        .state()
+        .messages()
+        .iter()
+        .filter(|m| m.level == Level::Error)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let view = h.state().ct().unwrap().clone();
+    assert!(view.dicom_seg_refusal().is_none());
+    let pred = h.state().layer(LayerKind::Prediction).unwrap().clone();
+    assert_eq!(view.to_source(&pred.display).unwrap().data(), labels.data());
+
+    let out = tmp.path().join("saved.dcm");
+    h.state_mut().save_prediction(out.clone(), false);
+    settle(&mut h);
+    let back = read_seg(&out, ct.volume.geometry(), ct.dicom.as_ref()).unwrap();
+    assert_eq!(back.labels.data(), labels.data());
+
+    // Over a NIfTI CT: refused, said, nothing written.
+    h.state_mut().open_ct(d.ct.clone());
+    settle(&mut h);
+    h.state_mut()
+        .open_layer(d.pred.clone(), LayerKind::Prediction);
+    settle(&mut h);
+    assert!(h.state().ct().unwrap().dicom_seg_refusal().is_some());
+    let refused = tmp.path().join("refused.dcm");
+    h.state_mut().save_prediction(refused.clone(), false);
+    settle(&mut h);
+    let last = h.state().messages().last().unwrap().clone();
+    assert_eq!(last.level, Level::Error);
+    assert!(
+        last.text.contains("not read from a DICOM series"),
+        "{}",
+        last.text
+    );
+    assert!(!refused.exists());
+}

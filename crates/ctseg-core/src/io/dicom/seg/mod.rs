@@ -16,7 +16,7 @@ pub use codes::{
     Code, StructureCode, cielab_from_srgb, label_for_code, structure_code, structure_codes,
 };
 pub use read::{LoadedDicomSeg, SegmentMatch, is_dicom_seg, read_seg};
-pub use write::{SegSummary, SegWriteOptions, SegmentAlgorithm, build_seg, write_seg};
+pub use write::{SegSummary, SegWriteOptions, SegmentAlgorithm, build_seg, model_name, write_seg};
 
 /// SOP Class UID of Segmentation Storage.
 pub const SEGMENTATION_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.4";

@@ -75,6 +75,26 @@ impl SegWriteOptions {
     }
 }
 
+/// The model's name for the segmentation's algorithm identification: the run
+/// folder's name (or the weights file's stem).
+pub fn model_name(model: &std::path::Path) -> String {
+    // `RUN/checkpoints/best` and `RUN/checkpoints/best/model.safetensors` name RUN.
+    let run = model
+        .ancestors()
+        .find(|p| {
+            p.parent()
+                .and_then(|q| q.file_name())
+                .is_some_and(|n| n == "checkpoints")
+        })
+        .and_then(|checkpoint| checkpoint.parent()?.parent());
+    let named = match run {
+        Some(run) => run.file_name(),
+        None if model.is_dir() => model.file_name(),
+        None => model.file_stem(),
+    };
+    named.map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegSummary {
@@ -576,7 +596,12 @@ fn frame_item(source: &DicomSource, segment: u16, k: usize) -> InMemDicomObject 
         &instance.sop_instance_uid,
     );
     // The frame is the source slice's grid: its pixels are where the source's are.
-    put_str(&mut reference, tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES");
+    put_str(
+        &mut reference,
+        tags::SPATIAL_LOCATIONS_PRESERVED,
+        VR::CS,
+        "YES",
+    );
     put_seq(
         &mut reference,
         tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
