@@ -6,10 +6,12 @@
       instance, with LABELS (a multilabel NIfTI on the series' voxel grid, as
       TotalSegmentator writes it) mapped onto each source slice by world position.
 
-  python dicom_seg_check.py write SOURCE_DIR LABELS.nii.gz CODES.tsv OUT_SEG
+  python dicom_seg_check.py write SOURCE_DIR LABELS.nii.gz CODES.tsv OUT_SEG [--overlap]
       Write LABELS as a binary DICOM Segmentation with highdicom (SNOMED codes from
       CODES.tsv: the shared total_colors.tsv), for ctseg's reader to open. Half of the
       segments get a label that is no structure name, so only their code identifies them.
+      With --overlap, one more segment (a structure absent from LABELS) covers the
+      largest structure's pixels on the middle slice: segments that overlap.
 """
 
 import json
@@ -124,7 +126,7 @@ def read(seg_path, source_dir, labels_path):
     }))
 
 
-def write(source_dir, labels_path, codes_tsv, out_path):
+def write(source_dir, labels_path, codes_tsv, out_path, overlap=False):
     table = {}
     for line in open(codes_tsv):
         if line.startswith("#") or line.startswith("label\t") or not line.strip():
@@ -159,7 +161,26 @@ def write(source_dir, labels_path, codes_tsv, out_path):
                 hd.sr.CodedConcept(modifier[0], "SCT", modifier[1])
             ]
         descriptions.append(description)
-    pixel_array = numbers[stack]
+    extra = {}
+    if overlap:
+        counts = {label: int(np.count_nonzero(stack == label)) for label in present}
+        big = max(counts, key=counts.get)
+        label = next(l for l in sorted(table) if l not in present and table[l]["code"] != "367643001")
+        middle = len(datasets) // 2
+        mask = np.zeros(stack.shape, dtype=bool)
+        mask[middle] = stack[middle] == big
+        entry = table[label]
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=len(descriptions) + 1,
+            segment_label=entry["name"],
+            segmented_property_category=codes.SCT.AnatomicalStructure,
+            segmented_property_type=hd.sr.CodedConcept(entry["code"], "SCT", entry["meaning"]),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        ))
+        extra = {"extra_label": label, "extra_voxels": int(np.count_nonzero(mask)), "covered_label": big}
+        pixel_array = np.stack([stack == l for l in present] + [mask], axis=-1)
+    else:
+        pixel_array = numbers[stack]
     seg = hd.seg.Segmentation(
         source_images=datasets,
         pixel_array=pixel_array,
@@ -175,13 +196,13 @@ def write(source_dir, labels_path, codes_tsv, out_path):
         device_serial_number="1",
     )
     seg.save_as(out_path)
-    print(json.dumps({"segments": len(descriptions), "frames": int(seg.NumberOfFrames)}))
+    print(json.dumps({"segments": len(descriptions), "frames": int(seg.NumberOfFrames), **extra}))
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "read":
         read(*sys.argv[2:])
-    elif len(sys.argv) == 6 and sys.argv[1] == "write":
-        write(*sys.argv[2:])
+    elif len(sys.argv) in (6, 7) and sys.argv[1] == "write":
+        write(*sys.argv[2:6], overlap=sys.argv[6:] == ["--overlap"])
     else:
         sys.exit(__doc__)

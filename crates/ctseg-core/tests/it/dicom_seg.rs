@@ -277,3 +277,56 @@ fn an_empty_segmentation_is_refused() {
     assert!(e.to_string().contains("none of the 117 structures"), "{e}");
     assert!(!path.exists());
 }
+
+/// Segments that overlap (highdicom writes one more segment over part of the largest
+/// structure): each voxel gets the smallest of its segments, and the overlap is
+/// counted in a warning.
+#[test]
+fn overlapping_segments_keep_the_smaller_one_and_are_counted() {
+    let Some((dir, ct, labels, labels_path)) = series() else {
+        return;
+    };
+    let Some(python) = python() else {
+        return;
+    };
+    let Some(codes) = shared("structures/total_colors.tsv") else {
+        return;
+    };
+    let out = tempdir();
+    let seg_path = out.path().join("overlap.dcm");
+    let report = run_script(
+        &python,
+        &[
+            Path::new("write"),
+            &dir,
+            &labels_path,
+            &codes,
+            &seg_path,
+            Path::new("--overlap"),
+        ],
+    );
+    let extra = report["extra_label"].as_u64().expect("extra label") as u8;
+    let covered = report["covered_label"].as_u64().expect("covered label") as u8;
+    let extra_voxels = report["extra_voxels"].as_u64().expect("count");
+    assert!(extra_voxels > 0);
+    let back = read_seg(&seg_path, ct.volume.geometry(), ct.dicom.as_ref()).expect("opens");
+    assert_eq!(back.overlap_voxels, extra_voxels);
+    let painted = back.labels.data().iter().filter(|&&l| l == extra).count() as u64;
+    assert_eq!(
+        painted, extra_voxels,
+        "the smaller segment wins everywhere it overlaps"
+    );
+    for (got, want) in back.labels.data().iter().zip(labels.data()) {
+        if *got == extra {
+            assert_eq!(*want, covered);
+        } else {
+            assert_eq!(got, want);
+        }
+    }
+    let warning = back
+        .warnings
+        .iter()
+        .find(|w| w.contains("more than one segment"))
+        .expect("the overlap is said");
+    assert!(warning.contains(&extra_voxels.to_string()), "{warning}");
+}

@@ -412,7 +412,7 @@ fn dicom_files_without_image_data_are_named() {
     let message = error_of(
         dir.path(),
         &[dir.path()],
-        &["2 DICOM files without image data (RTSTRUCT) — no CT images"],
+        &["2 DICOM files (RTSTRUCT), none of them a CT image"],
     );
     assert!(!message.contains("none of them DICOM"), "{message}");
     // Beside a CT series they are skipped with a warning.
@@ -423,7 +423,7 @@ fn dicom_files_without_image_data_are_named() {
         series
             .warnings
             .iter()
-            .any(|w| w.contains("2 DICOM files without image data (RTSTRUCT) were skipped")),
+            .any(|w| w.contains("2 DICOM files holding no CT image (RTSTRUCT) were skipped")),
         "{:?}",
         series.warnings
     );

@@ -150,7 +150,10 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
             not_dicom += 1;
             continue;
         };
-        if !has_image(&obj) {
+        // A Segmentation has pixels but is no CT slice: listed, not read.
+        if !has_image(&obj)
+            || source::uid(&text(&obj, tags::SOP_CLASS_UID)) == seg::SEGMENTATION_STORAGE
+        {
             *not_images.entry(object_kind(&obj)).or_default() += 1;
             continue;
         }
@@ -165,7 +168,7 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
         let message = match unreadable.first() {
             Some(e) => format!("no readable DICOM image slices ({e}){deep_note}"),
             None if non_images > 0 => format!(
-                "{non_images} DICOM file{} without image data ({kinds}) — no CT images{deep_note}",
+                "{non_images} DICOM file{} ({kinds}), none of them a CT image{deep_note}",
                 if non_images == 1 { "" } else { "s" }
             ),
             None => format!(
@@ -212,7 +215,7 @@ pub fn read_series(dir: &Path) -> Result<DicomSeries> {
     }
     if non_images > 0 {
         warnings.push(format!(
-            "{}: {non_images} DICOM files without image data ({kinds}) were skipped",
+            "{}: {non_images} DICOM files holding no CT image ({kinds}) were skipped",
             dir.display()
         ));
     }
