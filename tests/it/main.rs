@@ -7,6 +7,7 @@ mod dicomweb;
 mod eval_dataset;
 mod export;
 mod orthanc;
+mod pacs_seg;
 mod predict;
 mod real_data;
 mod serve;
