@@ -278,13 +278,19 @@ pub fn read_seg(
     let mut voxel_counts = vec![0u64; segments.len()];
     let each_voxel = |f: usize, visit: &mut dyn FnMut(Option<[usize; 3]>, usize)| {
         let (placement, _) = placed[f];
-        for r in 0..rows {
-            for c in 0..cols {
-                let value = pixel(f, r * cols + c);
-                if value >= threshold {
-                    visit(placement.voxel(r, c, ct.shape), value);
-                }
+        let mut p = 0;
+        while p < frame_pixels {
+            // Most of a binary frame is empty: eight pixels at a time.
+            let bit = f * frame_pixels + p;
+            if bits == 1 && bit % 8 == 0 && p + 8 <= frame_pixels && pixel_bytes[bit / 8] == 0 {
+                p += 8;
+                continue;
             }
+            let value = pixel(f, p);
+            if value >= threshold {
+                visit(placement.voxel(p / cols, p % cols, ct.shape), value);
+            }
+            p += 1;
         }
     };
     for (f, &(_, segment)) in placed.iter().enumerate() {

@@ -375,10 +375,24 @@ pub fn build_seg(
     );
 
     // Frames: for each segment, the source slices holding it, in slice order.
+    // Which labels each slice holds (one pass over the pixels).
+    let in_slice: Vec<[bool; 256]> = frames_of_slices
+        .iter()
+        .map(|frame| {
+            let mut seen = [false; 256];
+            for &v in frame {
+                seen[v as usize] = true;
+            }
+            seen
+        })
+        .collect();
     let mut frames: Vec<(u16, usize)> = Vec::new();
+    // The frame of (label, slice), for packing the pixels in one pass.
+    let mut frame_of: Vec<[Option<usize>; 256]> = vec![[None; 256]; source.instances.len()];
     for (s, &label) in present.iter().enumerate() {
-        for (k, frame) in frames_of_slices.iter().enumerate() {
-            if frame.contains(&label) {
+        for (k, seen) in in_slice.iter().enumerate() {
+            if seen[label as usize] {
+                frame_of[k][label as usize] = Some(frames.len());
                 frames.push((s as u16 + 1, k));
             }
         }
@@ -471,15 +485,15 @@ pub fn build_seg(
     let frame_pixels = rows * cols;
     let mut pixel_data = vec![0u8; (frames.len() * frame_pixels).div_ceil(8)];
     let mut per_frame = Vec::with_capacity(frames.len());
-    for (f, &(segment, k)) in frames.iter().enumerate() {
-        let label = present[segment as usize - 1];
-        let base = f * frame_pixels;
-        for (p, &v) in frames_of_slices[k].iter().enumerate() {
-            if v == label {
-                let bit = base + p;
+    for (k, frame) in frames_of_slices.iter().enumerate() {
+        for (p, &v) in frame.iter().enumerate() {
+            if let Some(f) = frame_of[k][v as usize] {
+                let bit = f * frame_pixels + p;
                 pixel_data[bit / 8] |= 1 << (bit % 8);
             }
         }
+    }
+    for &(segment, k) in &frames {
         per_frame.push(frame_item(source, segment, k));
     }
     if pixel_data.len() % 2 == 1 {
