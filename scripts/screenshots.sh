@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate screenshots/ from the real ctseg binary under Xvfb, on the real CT in
 # ../shared/data. Needs: xvfb, imagemagick (import), xdotool, and a Vulkan driver
-# (mesa-vulkan-drivers gives lavapipe when there is no GPU).
+# (mesa-vulkan-drivers gives lavapipe when there is no GPU); for the PACS shot, orthanc
+# and orthanc-dicomweb.
 #
 #   scripts/screenshots.sh            # builds (debug) and writes screenshots/*.png
 #   CTSEG_BIN=path/to/ctseg scripts/screenshots.sh
@@ -113,6 +114,46 @@ shot side_by_side 6 -- "$CT" --gt "$GT" --pred "$PRED" --layout side-by-side --a
 shot difference 6 -- "$CT" --gt "$GT" --pred "$PRED" --difference --select liver
 shot dicom 8 -- "$DATA/totalseg/dicom_ct" --window Bone
 shot sample 6 -- --sample --layout three --select liver --window Abdomen
+
+# A DICOM Segmentation over its series: TotalSegmentator's labels for the shared
+# series, written as DICOM-SEG by `ctseg convert` and opened as the prediction.
+if want dicom_seg || want pacs_browser; then
+    SEGTMP=$(mktemp -d)
+    "$CTSEG_BIN" convert --ct "$DATA/totalseg/dicom_ct_pacs" \
+        --labels "$DATA/totalseg/dicom_ct_seg_multilabel.nii.gz" \
+        --out "$SEGTMP/totalseg.dcm" --algorithm TotalSegmentator
+fi
+shot dicom_seg 15 mouse:1599,999 -- "$DATA/totalseg/dicom_ct_pacs" --pred "$SEGTMP/totalseg.dcm" \
+    --layout three --window Abdomen --select liver
+
+# The Open from PACS browser on a local Orthanc (Debian orthanc, orthanc-dicomweb)
+# holding the shared series and its DICOM-SEG.
+if want pacs_browser; then
+    ORTHANC_DIR=$(mktemp -d)
+    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    PLUGIN=$(ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/lib/orthanc/plugins/libOrthancDicomWeb.so 2>/dev/null | head -1 || true)
+    cat >"$ORTHANC_DIR/config.json" <<JSON
+{"Name": "ctseg-screenshots", "StorageDirectory": "$ORTHANC_DIR/db", "IndexDirectory": "$ORTHANC_DIR/db",
+ "HttpPort": $PORT, "DicomServerEnabled": false, "RemoteAccessAllowed": false,
+ "AuthenticationEnabled": false, "Plugins": ["$PLUGIN"],
+ "DicomWeb": {"Enable": true, "Root": "/dicom-web/"}}
+JSON
+    Orthanc "$ORTHANC_DIR/config.json" >"$ORTHANC_DIR/log" 2>&1 &
+    ORTHANC_PID=$!
+    trap '[[ -n $XVFB ]] && kill $XVFB 2>/dev/null; kill $ORTHANC_PID 2>/dev/null; true' EXIT
+    for _ in $(seq 1 40); do
+        curl -sf "http://127.0.0.1:$PORT/system" >/dev/null && break
+        sleep 0.5
+    done
+    URL=http://127.0.0.1:$PORT/dicom-web
+    "$CTSEG_BIN" dicomweb store "$URL" "$DATA"/totalseg/dicom_ct_pacs/* "$SEGTMP/totalseg.dcm" >/dev/null
+    STUDY=$("$CTSEG_BIN" dicomweb search "$URL" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["study_uid"])')
+    shot pacs_browser 8 mouse:1599,999 -- --pacs "$URL" --pacs-study "$STUDY"
+    kill $ORTHANC_PID 2>/dev/null || true
+    wait $ORTHANC_PID 2>/dev/null || true
+    rm -rf "$ORTHANC_DIR"
+fi
+[[ -n ${SEGTMP:-} ]] && rm -rf "$SEGTMP"
 
 # Annotator on s0001: the prediction copied into an editable layer, a liver stroke
 # painted with the brush (its outline at the mouse), then the polygon tool mid-way,

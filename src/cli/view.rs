@@ -8,7 +8,7 @@ use ctseg_core::annotate::EditSource;
 use ctseg_core::slicing::Axis;
 use ctseg_core::structures::catalog;
 use ctseg_core::window::{PRESETS, Window};
-use ctseg_viewer::{CompareMode, Layout, Startup, run};
+use ctseg_viewer::{CompareMode, Layout, PacsStartup, Startup, run};
 
 /// Arguments of `ctseg view`.
 #[derive(Debug, Args, Default)]
@@ -70,6 +70,14 @@ pub struct ViewArgs {
     /// Seconds between autosaves of unsaved edits to the recovery file.
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub autosave_seconds: f64,
+    /// Open the PACS browser on this DICOMweb server (e.g.
+    /// http://localhost:8042/dicom-web) and list its studies; credentials from
+    /// CTSEG_DICOMWEB_USER (NAME:PASSWORD) or CTSEG_DICOMWEB_TOKEN.
+    #[arg(long, value_name = "URL")]
+    pub pacs: Option<String>,
+    /// With --pacs: select this study (StudyInstanceUID) so its series are listed.
+    #[arg(long, requires = "pacs", value_name = "UID", value_parser = parse_uid)]
+    pub pacs_study: Option<String>,
 }
 
 fn parse_layout(s: &str) -> Result<Layout, String> {
@@ -123,6 +131,19 @@ pub fn run_view(args: &ViewArgs) -> anyhow::Result<()> {
             return Err(ctseg_core::io::missing(p).into());
         }
     }
+    let pacs = match &args.pacs {
+        Some(url) => {
+            // Check the URL and the credentials here, with a one-line error.
+            let auth = ctseg_dicomweb::Auth::from_env()?;
+            ctseg_dicomweb::Server::new(url, auth.clone())?;
+            Some(PacsStartup {
+                url: url.clone(),
+                auth,
+                study: args.pacs_study.clone(),
+            })
+        }
+        None => None,
+    };
     run(Startup {
         ct: args.ct.clone(),
         gt: args.gt.clone(),
@@ -144,7 +165,18 @@ pub fn run_view(args: &ViewArgs) -> anyhow::Result<()> {
         autosave_every: Some(std::time::Duration::from_secs_f64(
             args.autosave_seconds.clamp(1.0, 86_400.0),
         )),
+        pacs,
     })
+}
+
+fn parse_uid(s: &str) -> Result<String, String> {
+    if ctseg_dicomweb::is_uid(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a DICOM UID (digits and dots, at most 64 characters)"
+        ))
+    }
 }
 
 fn parse_edit(s: &str) -> Result<EditSource, String> {

@@ -73,6 +73,8 @@ pub struct ViewerApp {
     pub training: TrainingPanel,
     /// The annotator (editable layer, tools, undo, recovery, fine-tune).
     pub annotator: Annotator,
+    /// The PACS browser (File → Open from PACS…).
+    pub pacs: crate::pacs::PacsBrowser,
 }
 
 impl ViewerApp {
@@ -136,6 +138,7 @@ impl ViewerApp {
             mode: Mode::Viewer,
             training: TrainingPanel::default(),
             annotator: Annotator::new(startup.recovery_dir.clone()),
+            pacs: Default::default(),
         };
         if let Some(model) = startup.model {
             app.settings.model = Some(model);
@@ -170,6 +173,9 @@ impl ViewerApp {
         }
         for run in &startup.runs {
             app.open_run(run);
+        }
+        if let Some(pacs) = startup.pacs {
+            app.pacs_start(pacs);
         }
         if startup.train_tiny {
             super::training::Preset::Tiny.apply(&mut app.training.config);
@@ -272,16 +278,7 @@ impl ViewerApp {
     pub fn save_prediction(&mut self, path: PathBuf, per_structure: bool) {
         match (&self.ct, &self.pred) {
             (Some(ct), Some(pred)) => {
-                // A prediction made here names the model; one opened from a file,
-                // the file.
-                let model = match &pred.path {
-                    Some(file) => Some(format!("prediction {}", file_stem(file))),
-                    None => self
-                        .settings
-                        .model
-                        .as_deref()
-                        .map(ctseg_core::io::dicom::seg::model_name),
-                };
+                let model = self.prediction_model_name();
                 let job = Job::Save {
                     path,
                     model,
@@ -292,6 +289,19 @@ impl ViewerApp {
                 self.submit(job);
             }
             _ => self.message(Level::Error, "There is no prediction to save.".into()),
+        }
+    }
+
+    /// What made the prediction layer, for a DICOM Segmentation: the model when it
+    /// was predicted here, the file when it was opened.
+    pub(crate) fn prediction_model_name(&self) -> Option<String> {
+        match &self.pred.as_ref()?.path {
+            Some(file) => Some(format!("prediction {}", file_stem(file))),
+            None => self
+                .settings
+                .model
+                .as_deref()
+                .map(ctseg_core::io::dicom::seg::model_name),
         }
     }
 
@@ -592,6 +602,7 @@ impl ViewerApp {
             has_ct: self.ct.is_some(),
             has_pred: self.pred.is_some(),
             dicom_seg_refusal: self.ct.as_ref().and_then(|ct| ct.dicom_seg_refusal()),
+            pacs_send_refusal: self.pacs_send_refusal(),
             editing: self.annotator.is_editing(),
             undo,
             redo,
@@ -796,6 +807,13 @@ impl eframe::App for ViewerApp {
             });
         }
         super::annotate::modals(self, &ctx);
+        let pacs = self.pacs_view();
+        commands.extend(crate::pacs::window::show(
+            &ctx,
+            &mut self.pacs,
+            &self.settings.pacs_servers,
+            &pacs,
+        ));
         for command in commands {
             self.apply(command);
         }

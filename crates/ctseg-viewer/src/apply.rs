@@ -39,6 +39,7 @@ impl ViewerApp {
                 self.training.sample_decoded(&ctx, &run, epoch, image);
             }
             Command::BackendProbed(kind, result) => self.training.adapter = Some((kind, result)),
+            Command::Pacs(command) => self.apply_pacs(command),
             Command::OpenDropped { path, labels } => {
                 if labels && self.ct().is_some() {
                     let kind = if self.gt_ref().is_none() {

@@ -66,6 +66,8 @@ pub enum Command {
         /// Whether it reads as a label volume.
         labels: bool,
     },
+    /// A PACS browser request, or the answer of one of its tasks.
+    Pacs(crate::pacs::PacsCommand),
 }
 
 impl Command {

@@ -12,6 +12,7 @@ pub mod command;
 pub mod dialogs;
 pub mod export_figure;
 pub mod gpu;
+pub mod pacs;
 pub mod panels;
 pub mod settings;
 mod slice_view;
@@ -23,7 +24,8 @@ pub mod training;
 pub mod worker;
 
 pub use app::{Mode, Startup, ViewerApp};
-pub use settings::{CompareMode, Layout, Settings};
+pub use pacs::PacsStartup;
+pub use settings::{CompareMode, Layout, PacsAuthKind, PacsServer, Settings};
 
 /// Open the app window and run until it is closed.
 pub fn run(startup: Startup) -> anyhow::Result<()> {

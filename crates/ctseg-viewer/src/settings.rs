@@ -85,6 +85,57 @@ pub struct Settings {
     pub largest_component: bool,
     /// Show UI-thread time per frame in the status bar.
     pub show_frame_time: bool,
+    /// DICOMweb servers of the PACS browser (no passwords or tokens: see
+    /// [`PacsServer`]).
+    pub pacs_servers: Vec<PacsServer>,
+}
+
+/// How a [`PacsServer`]'s requests authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum PacsAuthKind {
+    /// No credentials.
+    #[default]
+    None,
+    /// HTTP Basic: the user name is saved, the password is asked for once per session.
+    Basic,
+    /// A bearer token: typed once per session, or read from `token_file`.
+    Bearer,
+}
+
+impl PacsAuthKind {
+    /// All kinds, for the form.
+    pub const ALL: [PacsAuthKind; 3] = [
+        PacsAuthKind::None,
+        PacsAuthKind::Basic,
+        PacsAuthKind::Bearer,
+    ];
+
+    /// Name shown in the UI.
+    pub fn name(self) -> &'static str {
+        match self {
+            PacsAuthKind::None => "none",
+            PacsAuthKind::Basic => "user and password",
+            PacsAuthKind::Bearer => "bearer token",
+        }
+    }
+}
+
+/// A DICOMweb server as saved in the settings. It holds no secret: passwords and
+/// typed tokens stay in memory for the session, and a bearer token may be read from
+/// `token_file` at each request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PacsServer {
+    /// Name shown in the picker and in messages.
+    pub name: String,
+    /// DICOMweb base URL, e.g. `http://pacs:8042/dicom-web`.
+    pub url: String,
+    /// How requests authenticate.
+    pub auth: PacsAuthKind,
+    /// User name for HTTP Basic.
+    pub user: String,
+    /// File holding the bearer token (its content is never saved or shown).
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -112,6 +163,7 @@ impl Default for Settings {
             smooth: false,
             largest_component: false,
             show_frame_time: false,
+            pacs_servers: Vec::new(),
         }
     }
 }

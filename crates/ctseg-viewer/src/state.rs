@@ -49,6 +49,8 @@ pub struct Startup {
     pub edit: Option<ctseg_core::annotate::EditSource>,
     /// Autosave interval for unsaved edits (default 60 s).
     pub autosave_every: Option<Duration>,
+    /// Open the PACS browser on this server and list its studies.
+    pub pacs: Option<crate::pacs::PacsStartup>,
 }
 
 /// Which tab the window shows.

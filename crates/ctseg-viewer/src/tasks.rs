@@ -32,6 +32,12 @@ impl TaskContext {
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
+
+    /// The cancel flag itself, for library calls that check one (e.g. a DICOMweb
+    /// retrieval).
+    pub fn cancel_flag(&self) -> &AtomicBool {
+        &self.cancelled
+    }
 }
 
 /// A task that has not finished yet, as the UI shows it.

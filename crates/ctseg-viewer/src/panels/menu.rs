@@ -13,6 +13,7 @@ use ctseg_core::window::{PRESETS, Window};
 use crate::app::Mode;
 use crate::command::Command;
 use crate::dialogs::DialogPurpose;
+use crate::pacs::{PacsCommand, SendWhat};
 use crate::settings::{CompareMode, Layout, Settings};
 
 /// What the menu bar needs to know about the app.
@@ -24,6 +25,8 @@ pub struct MenuView {
     pub has_pred: bool,
     /// Why the open CT cannot take a DICOM Segmentation (`None`: it can).
     pub dicom_seg_refusal: Option<String>,
+    /// Why Send to PACS is not possible (no server, or no DICOM-SEG possible).
+    pub pacs_send_refusal: Option<String>,
     /// A layer is being edited.
     pub editing: bool,
     /// Description of the step Undo would revert.
@@ -141,6 +144,9 @@ fn file_menu(ui: &mut egui::Ui, view: &MenuView, recent: &[PathBuf], out: &mut V
     if ui.button("Open DICOM or subject folder…").clicked() {
         out.push(Command::FolderDialog(DialogPurpose::OpenCt));
     }
+    if ui.button("Open from PACS…").clicked() {
+        out.push(Command::Pacs(PacsCommand::Show));
+    }
     ui.separator();
     let items = [
         (
@@ -187,6 +193,14 @@ fn file_menu(ui: &mut egui::Ui, view: &MenuView, recent: &[PathBuf], out: &mut V
         view.has_pred,
         "Save prediction as DICOM-SEG…",
         DialogPurpose::SavePredictionDicomSeg,
+        out,
+    );
+    pacs_send_item(
+        ui,
+        view,
+        view.has_pred,
+        "Send prediction to PACS",
+        SendWhat::Prediction,
         out,
     );
     if ui
@@ -269,6 +283,36 @@ fn edit_menu(ui: &mut egui::Ui, view: &MenuView, out: &mut Vec<Command>) {
         DialogPurpose::SaveEditsDicomSeg,
         out,
     );
+    pacs_send_item(
+        ui,
+        view,
+        editing,
+        "Send segmentation to PACS",
+        SendWhat::Edits,
+        out,
+    );
+}
+
+/// A "Send … to PACS" item: disabled, saying why, when there is no server or the CT
+/// cannot take a DICOM Segmentation.
+fn pacs_send_item(
+    ui: &mut egui::Ui,
+    view: &MenuView,
+    enabled: bool,
+    text: &str,
+    what: SendWhat,
+    out: &mut Vec<Command>,
+) {
+    let possible = enabled && view.pacs_send_refusal.is_none();
+    let mut response = ui
+        .add_enabled(possible, egui::Button::new(text))
+        .on_hover_text("Write a DICOM Segmentation and store it on the server the CT came from (else the selected server)");
+    if let Some(why) = &view.pacs_send_refusal {
+        response = response.on_disabled_hover_text(format!("Not possible: {why}"));
+    }
+    if response.clicked() {
+        out.push(Command::Pacs(PacsCommand::Send(what)));
+    }
 }
 
 /// A "… as DICOM-SEG" item: disabled, saying why, when the CT cannot take one.
