@@ -6,6 +6,7 @@ mod dashboard_follows_cli;
 mod dicomweb;
 mod eval_dataset;
 mod export;
+mod gpu_check;
 mod orthanc;
 mod pacs_seg;
 mod predict;
