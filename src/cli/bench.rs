@@ -8,6 +8,7 @@ use ctseg_ml::bench::{
 };
 use ctseg_ml::infer::{Precision, Predictor};
 use ctseg_ml::model::UNetConfig;
+use ctseg_ml::train::amp::check_training_precision;
 
 use crate::cli::emit;
 
@@ -51,7 +52,8 @@ pub struct BenchArgs {
     /// so the resampling and labelling of found structures is not measured without one.
     #[arg(long, requires = "volume")]
     pub model: Option<std::path::PathBuf>,
-    /// Float type of the inference measurements (training is always f32).
+    /// Float type of the measurements: f32, or f16/bf16 (inference in that type;
+    /// training in mixed precision, which needs a GPU backend).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
     /// Print one JSON object.
@@ -111,16 +113,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let device = selected.device.clone();
     let (b, s) = (args.batch_size, args.input_size);
     let verbose = !args.json;
-    let (train_step_s, train_slices_per_s) = if args.no_train {
-        (None, None)
-    } else {
-        let m = time_training(&device, &config, b, args.warmup, args.iters, &mut |i, t| {
-            if verbose {
-                eprintln!("train step {}: {t:.3} s", i + 1);
-            }
-        });
-        (Some(m), Some(b as f64 / m))
-    };
     let precision = args.precision;
     if !precision.supported_on(&device) {
         bail!(
@@ -128,6 +120,30 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             selected.describe()
         );
     }
+    if !args.no_train
+        && let Err(e) =
+            check_training_precision(precision, selected.kind, &device, &selected.describe())
+    {
+        bail!("{e} (add --no-train to measure only inference)");
+    }
+    let (train_step_s, train_slices_per_s) = if args.no_train {
+        (None, None)
+    } else {
+        let m = time_training(
+            &device,
+            &config,
+            b,
+            precision,
+            args.warmup,
+            args.iters,
+            &mut |i, t| {
+                if verbose {
+                    eprintln!("train step {}: {t:.3} s", i + 1);
+                }
+            },
+        );
+        (Some(m), Some(b as f64 / m))
+    };
     let infer_batch_s = time_inference(
         &device,
         &config,
@@ -141,6 +157,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         },
     );
+    let infer_batch1_s = if b == 1 {
+        infer_batch_s
+    } else {
+        time_inference(
+            &device,
+            &config,
+            1,
+            precision,
+            args.warmup,
+            args.iters,
+            &mut |i, t| {
+                if verbose {
+                    eprintln!("inference of one slice {}: {t:.3} s", i + 1);
+                }
+            },
+        )
+    };
     let pipeline_slices_per_s = pipeline_rate(s)?;
     let volume = match &args.volume {
         Some(path) => {
@@ -172,6 +205,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         train_slices_per_s,
         infer_batch_s,
         infer_slices_per_s: b as f64 / infer_batch_s,
+        infer_batch1_s,
         pipeline_slices_per_s,
         volume,
     };
@@ -189,14 +223,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
         if let (Some(step), Some(rate)) = (train_step_s, train_slices_per_s) {
             t += &format!(
-                "training:  {rate:.2} slices/s ({:.3} s per slice, median step {step:.3} s)\n",
+                "training ({precision}): {rate:.2} slices/s ({:.3} s per slice, median step {step:.3} s)\n",
                 1.0 / rate
             );
         }
         t += &format!(
-            "inference ({precision}): {:.2} slices/s ({:.3} s per slice)\ndata pipeline (1 thread, augmentation on): {:.0} slices/s\n",
+            "inference ({precision}): {:.2} slices/s ({:.3} s per slice at batch {b}; {:.3} s for a single slice)\ndata pipeline (1 thread, augmentation on): {:.0} slices/s\n",
             report.infer_slices_per_s,
             1.0 / report.infer_slices_per_s,
+            report.infer_batch1_s,
             report.pipeline_slices_per_s
         );
         if let Some(v) = &report.volume {

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use ctseg_ml::backend::BackendKind;
+use ctseg_ml::infer::Precision;
 use ctseg_ml::model::LossKind;
 use ctseg_ml::train::config::{Preset, ScheduleKind};
 use ctseg_ml::train::{
@@ -33,6 +34,10 @@ pub struct TrainArgs {
     /// Compute backend.
     #[arg(long, value_enum)]
     pub backend: Option<BackendKind>,
+    /// Float type of the training steps: f32, or mixed precision in f16 (dynamic loss
+    /// scaling) or bf16 on f32 master weights; f16/bf16 need a GPU backend.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Number of epochs (when resuming: the new total).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -108,7 +113,7 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
         let changed = fixed_settings_changed(args, &config);
         if !changed.is_empty() {
             bail!(
-                "a resumed run keeps its config.toml ({}); these flags differ from it: {}. Only --epochs, --max-steps, --steps-per-epoch, --backend, --data and --cache-dir may change",
+                "a resumed run keeps its config.toml ({}); these flags differ from it: {}. Only --epochs, --max-steps, --steps-per-epoch, --backend, --precision, --data and --cache-dir may change",
                 dir.join("config.toml").display(),
                 changed.join("; ")
             );
@@ -121,6 +126,9 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
         }
         if let Some(b) = args.backend {
             config.run.backend = b;
+        }
+        if let Some(p) = args.precision {
+            config.run.precision = p;
         }
         if let Some(d) = &args.data {
             config.data.root = d.clone();
@@ -160,6 +168,9 @@ pub fn effective_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf, bool)
     }
     if let Some(b) = args.backend {
         config.run.backend = b;
+    }
+    if let Some(p) = args.precision {
+        config.run.precision = p;
     }
     if let Some(e) = args.epochs {
         config.run.epochs = e;
@@ -305,6 +316,7 @@ fn same_recipe(a: &TrainConfig, b: &TrainConfig) -> bool {
     a.run.max_steps = b.run.max_steps;
     a.run.steps_per_epoch = b.run.steps_per_epoch;
     a.run.backend = b.run.backend;
+    a.run.precision = b.run.precision;
     a.data.root = b.data.root.clone();
     a.data.cache_dir = b.data.cache_dir.clone();
     a == *b

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::infer::{Precision, PredictOptions, Predictor};
 use crate::model::{LossKind, UNetConfig, logits_to_labels, one_hot_targets};
+use crate::train::amp::MixedPrecision;
 use crate::train::config::OptimSection;
 use crate::train::step::{forward_loss, optimizer, train_step};
 
@@ -35,12 +36,16 @@ impl From<crate::infer::InferError> for BenchError {
 }
 
 /// Median seconds of `iters` training steps (after `warmup` untimed ones) of the
-/// model `config` at batch `batch`, with the trainer's optimiser settings (Adam, L2
-/// weight decay, global clipping) and BCE. `on_step(i, seconds)` sees every step.
+/// model `config` at batch `batch` in `precision`: the trainer's own step
+/// ([`train_step`]: forward, BCE, loss read back, backward, global clipping, Adam
+/// with L2 weight decay), nothing else. Each step's loss read waits for the previous
+/// update, so queued GPU work is timed in the next step. `on_step(i, seconds)` sees
+/// every step.
 pub fn time_training(
     device: &Device,
     config: &UNetConfig,
     batch: usize,
+    precision: Precision,
     warmup: usize,
     iters: usize,
     on_step: &mut dyn FnMut(usize, f64),
@@ -56,6 +61,7 @@ pub fn time_training(
     let x = Tensor::<4>::random([batch, 1, s, s], Distribution::Default, &ad);
     let labels = Tensor::<3>::random([batch, s, s], Distribution::Uniform(0.0, 4.0), &ad).floor();
     let targets = one_hot_targets(labels, config.num_classes);
+    let mut amp = MixedPrecision::new(precision);
     time_iterations(warmup, iters, on_step, || {
         let Some(current) = model.take() else {
             return;
@@ -68,13 +74,9 @@ pub fn time_training(
             LossKind::Bce,
             settings.lr,
             &settings,
+            &mut amp,
         );
-        // Reading a parameter-dependent value waits for the update to finish.
-        let after = next
-            .forward(x.clone().narrow(0, 0, 1))
-            .sum()
-            .into_scalar::<f32>();
-        std::hint::black_box((loss_value, after));
+        std::hint::black_box(loss_value);
         model = Some(next);
     })
 }
@@ -163,9 +165,9 @@ pub struct BenchReport {
     pub model: UNetConfig,
     /// Batch size.
     pub batch_size: usize,
-    /// Float type of the inference measurements.
+    /// Float type of the measurements (training: mixed precision unless f32).
     pub precision: Precision,
-    /// Median seconds per training step (forward, backward, Adam).
+    /// Median seconds per training step (forward, loss, backward, clipping, Adam).
     pub train_step_s: Option<f64>,
     /// Training slices per second (median step).
     pub train_slices_per_s: Option<f64>,
@@ -173,6 +175,8 @@ pub struct BenchReport {
     pub infer_batch_s: f64,
     /// Inference slices per second.
     pub infer_slices_per_s: f64,
+    /// Median seconds per inference of a single slice (batch 1).
+    pub infer_batch1_s: f64,
     /// Data pipeline (cache read + augmentation), slices per second on one thread.
     pub pipeline_slices_per_s: f64,
     /// Whole-volume prediction (`--volume`): shape, seconds, slices/s, peak RSS in MB.
@@ -269,6 +273,7 @@ pub fn check_against_cpu(
             LossKind::Bce,
             settings.lr,
             &settings,
+            &mut MixedPrecision::new(Precision::F32),
         );
         model = next;
         let (_, after) = forward_loss(&model, x, targets, LossKind::Bce);

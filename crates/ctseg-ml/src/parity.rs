@@ -9,7 +9,9 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{CachedSubject, all_slices, epoch_plan_of_batches, load_or_build, make_batch};
+use crate::infer::Precision;
 use crate::model::{LossKind, UNet};
+use crate::train::amp::MixedPrecision;
 use crate::train::config::OptimSection;
 use crate::train::step::{batch_tensors, optimizer, train_step};
 use ctseg_core::dataset::{DatasetIndex, Split};
@@ -140,7 +142,16 @@ impl FixedBatches {
                 classes,
                 device,
             );
-            let (next, value) = train_step(model, &mut optim, x, targets, loss, lr, settings);
+            let (next, value) = train_step(
+                model,
+                &mut optim,
+                x,
+                targets,
+                loss,
+                lr,
+                settings,
+                &mut MixedPrecision::new(Precision::F32),
+            );
             model = next;
             losses.push(value);
         }

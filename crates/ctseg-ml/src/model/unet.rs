@@ -11,7 +11,10 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use burn::tensor::activation::relu;
+use burn::tensor::module::{conv_transpose2d, conv2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use serde::{Deserialize, Serialize};
 
 /// Initial bias of the output logits: logit(0.01).
@@ -210,6 +213,51 @@ impl DoubleConv {
         let x = relu(self.bn1.forward(self.conv1.forward(x)));
         relu(self.bn2.forward(self.conv2.forward(x)))
     }
+
+    /// [`Self::forward`] with the convolutions in `compute` (f16/bf16) on weights cast
+    /// from their f32 values, and BatchNorm (its batch statistics, running statistics
+    /// and affine parameters) in f32; the output is in `compute`.
+    fn forward_mixed(&self, x: Tensor<4>, compute: FloatDType) -> Tensor<4> {
+        let batch_norm_in_f32 =
+            |bn: &BatchNorm, y: Tensor<4>| relu(bn.forward(y.cast(FloatDType::F32)).cast(compute));
+        let x = batch_norm_in_f32(&self.bn1, conv_in(&self.conv1, x, compute));
+        batch_norm_in_f32(&self.bn2, conv_in(&self.conv2, x, compute))
+    }
+}
+
+/// `conv.forward(x)` computed in `compute`: input, weight and bias cast to it. The
+/// casts are part of the autodiff graph, so the gradients reach the f32 weights.
+fn conv_in(conv: &Conv2d, x: Tensor<4>, compute: FloatDType) -> Tensor<4> {
+    // The U-Net's convolutions have stride 1 (Same then pads k − 1 around the input).
+    let same = |k: usize| ((k - 1) / 2, k - 1 - (k - 1) / 2);
+    let pairs = match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Same => [same(conv.kernel_size[0]), same(conv.kernel_size[1])],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+    };
+    let options = ConvOptions::new_with_padding(conv.stride, pairs, conv.dilation, conv.groups);
+    conv2d(
+        x.cast(compute),
+        conv.weight.val().cast(compute),
+        conv.bias.as_ref().map(|b| b.val().cast(compute)),
+        options,
+    )
+}
+
+/// `up.forward(x)` computed in `compute`, like [`conv_in`].
+fn conv_transpose_in(up: &ConvTranspose2d, x: Tensor<4>, compute: FloatDType) -> Tensor<4> {
+    conv_transpose2d(
+        x.cast(compute),
+        up.weight.val().cast(compute),
+        up.bias.as_ref().map(|b| b.val().cast(compute)),
+        ConvTransposeOptions::new(
+            up.stride,
+            up.padding,
+            up.padding_out,
+            up.dilation,
+            up.groups,
+        ),
+    )
 }
 
 /// The U-Net. Build it with [`UNetConfig::init`].
@@ -245,6 +293,34 @@ impl UNet {
             x = decoder.forward(Tensor::cat(vec![skip, upsampled], 1));
         }
         self.head.forward(x)
+    }
+
+    /// Mixed-precision forward pass for training: convolutions in `compute` (f16 or
+    /// bf16) on the f32 master weights cast in the graph, BatchNorm in f32, activations
+    /// in `compute` between layers; the logits come back in f32 for the loss. With
+    /// `compute` = f32 this is [`Self::forward`].
+    pub fn forward_mixed(&self, x: Tensor<4>, compute: FloatDType) -> Tensor<4> {
+        if compute == FloatDType::F32 {
+            return self.forward(x);
+        }
+        let mut skips = Vec::with_capacity(self.encoders.len());
+        let mut x = x.cast(compute);
+        for encoder in &self.encoders {
+            x = encoder.forward_mixed(x, compute);
+            skips.push(x.clone());
+            x = self.pool.forward(x);
+        }
+        x = self.bottleneck.forward_mixed(x, compute);
+        for ((up, decoder), skip) in self
+            .ups
+            .iter()
+            .zip(&self.decoders)
+            .zip(skips.into_iter().rev())
+        {
+            let upsampled = conv_transpose_in(up, x, compute);
+            x = decoder.forward_mixed(Tensor::cat(vec![skip, upsampled], 1), compute);
+        }
+        conv_in(&self.head, x, compute).cast(FloatDType::F32)
     }
 }
 
@@ -291,6 +367,33 @@ mod tests {
         // Module::num_params counts BatchNorm running stats too (2 per channel).
         let bn_channels: usize = 2 * (4 + 8) + 2 * 16 + 2 * (8 + 4);
         assert_eq!(model.num_params(), config.num_params() + 2 * bn_channels);
+    }
+
+    #[test]
+    fn mixed_forward_in_f32_is_the_forward() {
+        let device = Device::flex();
+        let model = tiny().init_seeded(&device, 4);
+        let x = Tensor::<4>::random([1, 1, 16, 16], burn::tensor::Distribution::Default, &device);
+        let a = model.forward(x.clone());
+        let b = model.forward_mixed(x, FloatDType::F32);
+        assert_eq!(a.into_data(), b.into_data());
+    }
+
+    #[test]
+    fn mixed_forward_in_bf16_follows_f32_and_returns_f32() {
+        let device = Device::flex();
+        let model = tiny().init_seeded(&device, 4);
+        let x = Tensor::<4>::random([2, 1, 16, 16], burn::tensor::Distribution::Default, &device);
+        let full = model.forward(x.clone());
+        let mixed = model.forward_mixed(x, FloatDType::BF16);
+        assert_eq!(mixed.dtype(), burn::tensor::DType::F32);
+        let scale = full.clone().abs().max().into_scalar::<f32>();
+        let diff = (full - mixed).abs().max().into_scalar::<f32>();
+        // bf16 keeps 8 mantissa bits: a few per cent of the logits' scale.
+        assert!(
+            diff < 0.05 * scale.max(1.0),
+            "max |Δ| {diff} at scale {scale}"
+        );
     }
 
     #[test]

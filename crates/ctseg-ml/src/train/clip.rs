@@ -46,6 +46,23 @@ pub fn global_norm(model: &UNet, grads: &GradientsParams) -> Option<Tensor<1>> {
     visitor.total.map(|t| t.sqrt())
 }
 
+/// Multiply every gradient of `model` by `factor`.
+pub fn scale_gradients(model: &UNet, grads: &mut GradientsParams, factor: f64) {
+    struct ByFactor<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for ByFactor<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads
+                    .register::<D>(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    model.visit(&mut ByFactor { grads, factor });
+}
+
 /// Scale all gradients so that their global norm is at most `max_norm`.
 pub fn clip_global_norm(model: &UNet, grads: &mut GradientsParams, max_norm: f64) {
     let Some(norm) = global_norm(model, grads) else {

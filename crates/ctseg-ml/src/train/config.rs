@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::AugmentConfig;
 use crate::backend::BackendKind;
+use crate::infer::Precision;
 use crate::model::{LossKind, UNetConfig};
 use ctseg_core::error::{Error, Result};
 
@@ -56,6 +57,9 @@ pub struct RunSection {
     /// Fine-tuning: start from these weights (file, checkpoint folder or run folder)
     /// instead of random ones; the model settings are taken from them.
     pub init_from: Option<PathBuf>,
+    /// Float type of the training steps: f32, or mixed precision in f16 (with dynamic
+    /// loss scaling) or bf16 on f32 master weights, BatchNorm in f32. GPUs only.
+    pub precision: Precision,
 }
 
 impl Default for RunSection {
@@ -70,6 +74,7 @@ impl Default for RunSection {
             steps_per_epoch: 250,
             max_steps: 0,
             init_from: None,
+            precision: Precision::F32,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! checkpoints and resume ([`checkpoint`]), events, schedule, clipping, the run log a
 //! viewer follows ([`runlog`]) and the history plots ([`plots`]).
 
+pub mod amp;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;

@@ -8,8 +8,10 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
+use super::amp::MixedPrecision;
 use super::clip::clip_global_norm;
 use super::config::OptimSection;
+use crate::infer::Precision;
 use crate::model::{LossKind, UNet, loss, one_hot_targets};
 
 /// The optimiser of every training step: Adam with the configured β₁, β₂, ε and L2
@@ -48,47 +50,70 @@ pub fn forward_loss(
     targets: Tensor<4>,
     kind: LossKind,
 ) -> (Tensor<4>, Tensor<1>) {
-    let logits = model.forward(x);
+    forward_loss_in(model, x, targets, kind, Precision::F32)
+}
+
+/// [`forward_loss`] with the forward pass in `precision` (mixed precision: see
+/// [`UNet::forward_mixed`]); logits and loss in f32.
+pub fn forward_loss_in(
+    model: &UNet,
+    x: Tensor<4>,
+    targets: Tensor<4>,
+    kind: LossKind,
+    precision: Precision,
+) -> (Tensor<4>, Tensor<1>) {
+    let logits = model.forward_mixed(x, precision.dtype());
     let l = loss(kind, logits.clone(), targets);
     (logits, l)
 }
 
-/// Forward, loss and backward of one batch: the gradients (of the loss divided by
-/// `accumulate`, so accumulated groups average) and the loss value read back. The
-/// value is returned even when it is not finite; the caller decides what that means.
+/// Forward, loss and backward of one batch in `amp`'s precision: the gradients (of
+/// the loss divided by `accumulate`, so accumulated groups average, and multiplied
+/// by `amp`'s loss scale) and the loss value read back, unscaled. The value is
+/// returned even when it is not finite; the caller decides what that means.
 pub fn gradients(
     model: &UNet,
     x: Tensor<4>,
     targets: Tensor<4>,
     kind: LossKind,
     accumulate: usize,
+    amp: &MixedPrecision,
 ) -> (GradientsParams, f64) {
-    let (_, mut l) = forward_loss(model, x, targets, kind);
+    let (_, mut l) = forward_loss_in(model, x, targets, kind, amp.precision());
     let value = l.clone().into_scalar::<f32>() as f64;
-    if accumulate > 1 {
-        l = l / accumulate as f32;
+    let factor = amp.loss_scale() / accumulate.max(1) as f64;
+    if factor != 1.0 {
+        l = l.mul_scalar(factor);
     }
     (GradientsParams::from_grads(l.backward(), model), value)
 }
 
-/// Clip the gradients to a global norm of `clip_norm` (PyTorch's
-/// `clip_grad_norm_`; 0 = off) and take one optimiser step at `lr`.
+/// Undo `amp`'s loss scale, clip the gradients to a global norm of `clip_norm`
+/// (PyTorch's `clip_grad_norm_`; 0 = off) and take one optimiser step at `lr`.
+/// Returns the model and whether the step was taken: an f16 step whose gradients
+/// overflowed is skipped (the model is returned unchanged, the scale lowered).
 pub fn apply_gradients(
     model: UNet,
     optim: &mut ModuleOptimizer,
     mut grads: GradientsParams,
     lr: f64,
     clip_norm: f64,
-) -> UNet {
+    amp: &mut MixedPrecision,
+) -> (UNet, bool) {
+    if !amp.unscale(&model, &mut grads) {
+        return (model, false);
+    }
     if clip_norm > 0.0 {
         clip_global_norm(&model, &mut grads, clip_norm);
     }
-    optim.step(lr, model, grads)
+    (optim.step(lr, model, grads), true)
 }
 
 /// One whole training step without accumulation: [`gradients`] then
-/// [`apply_gradients`] with the configured clipping. Returns the updated model and
-/// the loss value before the update.
+/// [`apply_gradients`] with the configured clipping, in `amp`'s precision. Returns
+/// the model (updated unless an f16 overflow skipped the step) and the loss value
+/// before the update.
+#[allow(clippy::too_many_arguments)]
 pub fn train_step(
     model: UNet,
     optim: &mut ModuleOptimizer,
@@ -97,9 +122,10 @@ pub fn train_step(
     kind: LossKind,
     lr: f64,
     settings: &OptimSection,
+    amp: &mut MixedPrecision,
 ) -> (UNet, f64) {
-    let (grads, value) = gradients(&model, x, targets, kind, 1);
-    let model = apply_gradients(model, optim, grads, lr, settings.grad_clip_norm);
+    let (grads, value) = gradients(&model, x, targets, kind, 1, amp);
+    let (model, _) = apply_gradients(model, optim, grads, lr, settings.grad_clip_norm, amp);
     (model, value)
 }
 
@@ -140,6 +166,7 @@ mod tests {
                 LossKind::Bce,
                 1e-2,
                 &settings,
+                &mut MixedPrecision::new(Precision::F32),
             );
             model = next;
             losses.push(value);
@@ -158,8 +185,9 @@ mod tests {
         let images: Vec<f32> = (0..s * s).map(|i| (i % 5) as f32 / 5.0).collect();
         let labels: Vec<f32> = (0..s * s).map(|i| (i % 3) as f32).collect();
         let (x, t) = batch_tensors(images, labels, b, s, config.num_classes, &device);
-        let (_, one) = gradients(&model, x.clone(), t.clone(), LossKind::Bce, 1);
-        let (_, four) = gradients(&model, x, t, LossKind::Bce, 4);
+        let f32 = MixedPrecision::new(Precision::F32);
+        let (_, one) = gradients(&model, x.clone(), t.clone(), LossKind::Bce, 1, &f32);
+        let (_, four) = gradients(&model, x, t, LossKind::Bce, 4, &f32);
         // The reported loss is the batch's own; only the gradients are scaled.
         assert!((one - four).abs() < 1e-6, "{one} vs {four}");
     }

@@ -10,6 +10,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, ModuleOptimizer};
 use burn::prelude::*;
 
+use super::amp::{MixedPrecision, check_training_precision};
 use super::checkpoint::{TrainState, restore_last, save_checkpoint};
 use super::config::TrainConfig;
 use super::events::{
@@ -24,6 +25,7 @@ use crate::backend::{self, BackendError, SelectedDevice};
 use crate::data::{
     BatchStream, CachedSubject, SliceRef, all_slices, epoch_plan_of_batches, load_or_build,
 };
+use crate::infer::Precision;
 use crate::model::UNet;
 use crate::model::checkpoint::{
     CheckpointError, config_from_header, load_weights, read_header, resolve_weights, write_file,
@@ -110,6 +112,13 @@ fn train_inner(
     // Data first: a bad dataset fails before any device or file work.
     let data = prepare_data(&config, bus)?;
     let selected = backend::select(config.run.backend)?;
+    check_training_precision(
+        config.run.precision,
+        selected.kind,
+        &selected.device,
+        &selected.describe(),
+    )
+    .map_err(TrainError::Config)?;
     if selected.kind != backend::BackendKind::Cpu {
         backend::check_batch_norm_statistics(selected.kind, &selected.device)?;
     }
@@ -137,6 +146,7 @@ fn train_inner(
         optim,
         state,
         last_saved: None,
+        amp: MixedPrecision::new(config.run.precision),
         bus,
         control,
     };
@@ -284,6 +294,9 @@ struct Session<'a> {
     optim: ModuleOptimizer,
     state: TrainState,
     last_saved: Option<PathBuf>,
+    /// The steps' precision and, for f16, the loss scale (it restarts at its initial
+    /// value on resume and settles again within a few steps).
+    amp: MixedPrecision,
     bus: &'a mut EventBus,
     control: &'a TrainControl,
 }
@@ -296,7 +309,10 @@ impl Session<'_> {
         let plan = self.plan();
         self.bus.send(TrainEvent::Started {
             run_dir: self.run.path.clone(),
-            device: self.selected.describe(),
+            device: match self.config.run.precision {
+                Precision::F32 => self.selected.describe(),
+                p => format!("{} · {p} mixed precision", self.selected.describe()),
+            },
             first_epoch: self.state.next_epoch,
             epochs: plan.epochs,
             steps_per_epoch: plan.batches_per_epoch,
@@ -433,7 +449,8 @@ impl Session<'_> {
                 config.model.num_classes,
                 &self.device,
             );
-            let (grads, loss_value) = gradients(&model, x, targets, config.run.loss, accumulate);
+            let (grads, loss_value) =
+                gradients(&model, x, targets, config.run.loss, accumulate, &self.amp);
             if !loss_value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     value: loss_value,
@@ -449,13 +466,28 @@ impl Session<'_> {
             self.state.epoch_loss_count += 1;
             let lr = self.next_lr(plan);
             if in_accumulation == accumulate || batch_index == batches_per_epoch {
-                model = apply_gradients(
+                let applied;
+                (model, applied) = apply_gradients(
                     model,
                     &mut self.optim,
                     accumulator.grads(),
                     lr,
                     config.optim.grad_clip_norm,
+                    &mut self.amp,
                 );
+                let skipped = self.amp.skipped_steps();
+                // Reported at 1, 2, 4, 8, … skips: a few at the start are normal
+                // while the loss scale settles.
+                if !applied && skipped.is_power_of_two() {
+                    self.bus.send(TrainEvent::Warning {
+                        message: format!(
+                            "{} gradients overflowed at step {}: the update was skipped and the loss scale lowered to {} ({skipped} skipped so far)",
+                            self.amp.precision(),
+                            self.state.global_step + 1,
+                            self.amp.loss_scale()
+                        ),
+                    });
+                }
                 in_accumulation = 0;
                 group_start = batch_index;
                 self.state.global_step += 1;

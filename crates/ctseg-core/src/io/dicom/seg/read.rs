@@ -282,7 +282,11 @@ pub fn read_seg(
         while p < frame_pixels {
             // Most of a binary frame is empty: eight pixels at a time.
             let bit = f * frame_pixels + p;
-            if bits == 1 && bit.is_multiple_of(8) && p + 8 <= frame_pixels && pixel_bytes[bit / 8] == 0 {
+            if bits == 1
+                && bit.is_multiple_of(8)
+                && p + 8 <= frame_pixels
+                && pixel_bytes[bit / 8] == 0
+            {
                 p += 8;
                 continue;
             }
