@@ -2,7 +2,8 @@
 # The prepared GPU check: on a machine with a GPU, run it and paste its table into
 # the issue note. For every GPU backend this build has (wgpu; cuda when built with
 # `--features cuda`) it runs `ctseg bench --check` (the backend against the CPU on
-# the same weights and input), then `ctseg bench` in f32 and f16 — training step,
+# the same weights and input), then `ctseg bench` in f32 and f16 — training step
+# (f16: mixed precision with loss scaling, as `ctseg train --precision f16` runs it),
 # inference, and a whole CT end to end with peak memory — and prints one table.
 #
 #   scripts/gpu-check.sh            # the design's model (base 32, 256²) and a
