@@ -72,6 +72,7 @@ def main():
     p.add_argument("--classes", type=int, default=117)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--no-train", action="store_true", help="measure only inference")
     p.add_argument("--export", help="write the (seeded) weights as safetensors and exit")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -87,34 +88,48 @@ def main():
     b, s = args.batch_size, args.input_size
     x = torch.rand(b, 1, s, s)
     y = (torch.rand(b, args.classes, s, s) < 0.01).float()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8, weight_decay=1e-5)
-    train_times = []
-    model.train()
-    for i in range(args.warmup + args.iters):
-        t = time.perf_counter()
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if i >= args.warmup:
-            train_times.append(time.perf_counter() - t)
-    model.eval()
-    infer_times = []
-    with torch.no_grad():
+    result = {
+        "torch": torch.__version__, "threads": args.threads, "batch_size": b, "input_size": s,
+    }
+    if not args.no_train:
+        # ctseg's training step (crates/ctseg-ml/src/train/step.rs): forward, BCE, the
+        # loss read back, backward, global clipping at 1.0, Adam with L2 decay 1e-5.
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8, weight_decay=1e-5)
+        train_times = []
+        model.train()
         for i in range(args.warmup + args.iters):
             t = time.perf_counter()
-            logits = model(x)
-            labels = torch.where(logits.max(1).values > 0, logits.argmax(1) + 1, 0)
+            opt.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(model(x), y)
+            loss.item()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
             if i >= args.warmup:
-                infer_times.append(time.perf_counter() - t)
-    tr = statistics.median(train_times)
-    inf = statistics.median(infer_times)
-    print(json.dumps({
-        "torch": torch.__version__, "threads": args.threads, "batch_size": b, "input_size": s,
-        "train_s_per_slice": tr / b, "train_slices_per_s": b / tr,
-        "infer_s_per_slice": inf / b, "infer_slices_per_s": b / inf,
-    }, indent=2))
+                train_times.append(time.perf_counter() - t)
+        tr = statistics.median(train_times)
+        result.update({"train_step_s": tr, "train_s_per_slice": tr / b, "train_slices_per_s": b / tr})
+    model.eval()
+
+    def infer(inputs):
+        times = []
+        with torch.no_grad():
+            for i in range(args.warmup + args.iters):
+                t = time.perf_counter()
+                logits = model(inputs)
+                labels = torch.where(logits.max(1).values > 0, logits.argmax(1) + 1, 0)
+                labels.numpy()
+                if i >= args.warmup:
+                    times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    inf = infer(x)
+    inf1 = inf if b == 1 else infer(x[:1])
+    result.update({
+        "infer_batch_s": inf, "infer_s_per_slice": inf / b, "infer_slices_per_s": b / inf,
+        "infer_batch1_s": inf1,
+    })
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod common;
+mod cpu_vs_pytorch;
 mod dashboard_follows_cli;
 mod dicomweb;
 mod eval_dataset;
