@@ -5,6 +5,7 @@ use eframe::egui::{self, Color32, RichText};
 
 use ctseg_core::structures::catalog;
 use ctseg_ml::backend::BackendKind;
+use ctseg_ml::infer::Precision;
 use ctseg_ml::model::LossKind;
 use ctseg_ml::train::config::{Preset as Recipe, ScheduleKind};
 
@@ -267,6 +268,10 @@ fn settings(app: &mut ViewerApp, ui: &mut egui::Ui) {
                     .labelled_by(l.id);
                 if before != c.run.backend {
                     *adapter = None;
+                    if c.run.backend == BackendKind::Cpu {
+                        // The CPU trains in f32 only (the trainer refuses f16/bf16 there).
+                        c.run.precision = Precision::F32;
+                    }
                 }
                 if ui
                     .button("Probe")
@@ -276,6 +281,26 @@ fn settings(app: &mut ViewerApp, ui: &mut egui::Ui) {
                     probe = true;
                 }
             });
+            ui.end_row();
+            let l = ui.label("Training precision");
+            let on_cpu = c.run.backend == BackendKind::Cpu;
+            egui::ComboBox::from_id_salt("train-precision")
+                .selected_text(c.run.precision.name())
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut c.run.precision, Precision::F32, "f32");
+                    for p in [Precision::F16, Precision::Bf16] {
+                        ui.add_enabled_ui(!on_cpu, |ui| {
+                            ui.selectable_value(&mut c.run.precision, p, p.name());
+                        });
+                    }
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text(
+                    "f16/bf16: mixed precision on a GPU (wgpu, cuda): half-precision \
+                     convolutions on f32 weights, BatchNorm in f32, loss scaling for f16. \
+                     The CPU trains in f32.",
+                );
             ui.end_row();
         });
     if probe {

@@ -171,3 +171,43 @@ fn training_panel_runs_pauses_and_stops_a_tiny_cpu_run() {
         Some(run.join("checkpoints").join("best").as_path())
     );
 }
+
+/// The form's Training precision combo sets the run's precision; f16/bf16 are not
+/// offered on the CPU backend, and choosing the CPU resets a half precision to f32.
+#[test]
+fn training_precision_is_chosen_in_the_form_and_f32_on_the_cpu() {
+    let mut h = harness(Startup::default());
+    h.run();
+    h.get_by_label("Training").click();
+    h.run();
+    h.state_mut().training.config.run.backend = ctseg_ml::backend::BackendKind::Wgpu;
+    h.run();
+    h.get_by_role_and_label(Role::ComboBox, "Training precision")
+        .click();
+    h.run();
+    h.get_by_label("f16").click();
+    h.run();
+    assert_eq!(
+        h.state().training.config.run.precision,
+        ctseg_ml::infer::Precision::F16
+    );
+
+    h.get_by_role_and_label(Role::ComboBox, "Backend").click();
+    h.run();
+    h.get_by_label("cpu").click();
+    h.run();
+    let run = &h.state().training.config.run;
+    assert_eq!(run.backend, ctseg_ml::backend::BackendKind::Cpu);
+    assert_eq!(run.precision, ctseg_ml::infer::Precision::F32);
+
+    h.get_by_role_and_label(Role::ComboBox, "Training precision")
+        .click();
+    h.run();
+    h.get_by_label("bf16").click();
+    h.run();
+    assert_eq!(
+        h.state().training.config.run.precision,
+        ctseg_ml::infer::Precision::F32,
+        "bf16 must not be selectable on the CPU"
+    );
+}
