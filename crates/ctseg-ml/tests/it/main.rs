@@ -2,6 +2,7 @@
 
 mod backends;
 mod common;
+mod cpu_conv;
 mod pytorch_interop;
 mod pytorch_parity;
 mod training;
