@@ -129,4 +129,26 @@ fn crate_layers_point_downward_only() {
         !viewer.iter().any(|d| d == "ctseg"),
         "the viewer must not depend on the binary package"
     );
+    // The CPU kernels sit under Burn: they know no Burn and no ctseg crate, and the
+    // patched CPU backend (vendor/burn-flex) is the one in the lock file.
+    let kernels = reachable(&graph, "ctseg-cpu-conv");
+    assert!(
+        kernels.iter().any(|d| d == "gemm"),
+        "the lock graph was read"
+    );
+    for banned in gui
+        .iter()
+        .chain(&["burn", "burn-flex", "ctseg-core", "ctseg-ml", "ctseg"])
+    {
+        assert!(
+            !kernels.iter().any(|d| d == banned),
+            "ctseg-cpu-conv must not depend on {banned}"
+        );
+    }
+    assert!(
+        reachable(&graph, "burn-flex")
+            .iter()
+            .any(|d| d == "ctseg-cpu-conv"),
+        "burn-flex must be vendor/burn-flex (patched to use ctseg-cpu-conv)"
+    );
 }
