@@ -117,6 +117,7 @@ shot sample 6 -- --sample --layout three --select liver --window Abdomen
 
 # A DICOM Segmentation over its series: TotalSegmentator's labels for the shared
 # series, written as DICOM-SEG by `ctseg convert` and opened as the prediction.
+SEGTMP=""
 if want dicom_seg || want pacs_browser; then
     SEGTMP=$(mktemp -d)
     "$CTSEG_BIN" convert --ct "$DATA/totalseg/dicom_ct_pacs" \
