@@ -144,35 +144,26 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
         (Some(m), Some(b as f64 / m))
     };
-    let infer_batch_s = time_inference(
-        &device,
-        &config,
-        b,
-        precision,
-        args.warmup,
-        args.iters,
-        &mut |i, t| {
-            if verbose {
-                eprintln!("inference batch {}: {t:.3} s", i + 1);
-            }
-        },
-    );
-    let infer_batch1_s = if b == 1 {
-        infer_batch_s
-    } else {
+    let time_batches = |batch: usize, label: &str| {
         time_inference(
             &device,
             &config,
-            1,
+            batch,
             precision,
             args.warmup,
             args.iters,
             &mut |i, t| {
                 if verbose {
-                    eprintln!("inference of one slice {}: {t:.3} s", i + 1);
+                    eprintln!("{label} {}: {t:.3} s", i + 1);
                 }
             },
         )
+    };
+    let infer_batch_s = time_batches(b, "inference batch");
+    let infer_batch1_s = if b == 1 {
+        infer_batch_s
+    } else {
+        time_batches(1, "inference of one slice")
     };
     let pipeline_slices_per_s = pipeline_rate(s)?;
     let volume = match &args.volume {

@@ -9,6 +9,28 @@ use crate::ConvShape;
 /// 32-channel 3×3 layer (288 × 512 floats, 576 KiB) in a core's L2 cache.
 pub const TILE_PIXELS: usize = 512;
 
+/// Run `work(state, tile, parallelism)` for tiles `0..tiles`: in parallel over tiles
+/// (each gemm single-threaded) when they spread evenly over rayon's threads, else one
+/// tile after another with each gemm using every thread — a batch-1 bottleneck is one
+/// tile, which would otherwise leave all but one core idle.
+pub(crate) fn for_each_tile<S>(
+    tiles: usize,
+    init: impl Fn() -> S + Send + Sync,
+    work: impl Fn(&mut S, usize, gemm::Parallelism) + Send + Sync,
+) {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && tiles < 4 * threads && !tiles.is_multiple_of(threads) {
+        let mut state = init();
+        for t in 0..tiles {
+            work(&mut state, t, gemm::Parallelism::Rayon(threads));
+        }
+    } else {
+        (0..tiles)
+            .into_par_iter()
+            .for_each_init(init, |state, t| work(state, t, gemm::Parallelism::None));
+    }
+}
+
 /// How a shape is cut into tiles.
 struct Tiling {
     rows: usize,
@@ -77,9 +99,10 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], out: &mut [f
     let tiles = shape.batch * tiling.per_image;
     assert_eq!(out.len(), shape.batch * co * ho * wo, "output length");
     let out_addr = out.as_mut_ptr() as usize;
-    (0..tiles).into_par_iter().for_each_init(
+    for_each_tile(
+        tiles,
         || vec![0f32; patch * tiling.rows * wo],
-        |col, t| {
+        |col, t, parallelism| {
             let (n, r0, rows) = tiling.tile(t, ho);
             let pixels = rows * wo;
             fill_tile(
@@ -115,7 +138,7 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], out: &mut [f
                     false,
                     false,
                     false,
-                    gemm::Parallelism::None,
+                    parallelism,
                 );
             }
         },

@@ -14,14 +14,20 @@
 //! - weight gradient: `dW = Σ_tiles dy[o, tile] · col(x)[c·kh·kw, tile]ᵀ`, one
 //!   accumulator per rayon job, summed at the end.
 //!
-//! Status: measured against PyTorch per layer (README, *Model throughput*) but not yet
-//! wired into Burn's CPU backend; that is the next step of issue 17.
+//! Beside the convolutions: the transposed convolutions whose stride equals their
+//! kernel ([`transpose`], the U-Net's upsampling) and BatchNorm in training and
+//! inference ([`norm`]). Burn's CPU backend runs all of them for f32 through
+//! `vendor/burn-flex` (`src/ops/ctseg_conv.rs`).
 
 mod im2col;
+pub mod norm;
+pub mod transpose;
 
 use rayon::prelude::*;
 
 pub use im2col::TILE_PIXELS;
+pub use norm::{BatchNormGrads, BatchNormTrain, NormShape};
+pub use transpose::UpShape;
 
 /// A shape the kernels cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,15 +221,20 @@ pub fn conv2d_bias_grad(shape: &ConvShape, dy: &[f32]) -> Result<Vec<f32>, ConvE
     let [ho, wo] = shape.output();
     let co = shape.out_channels;
     check_len("output gradient", dy.len(), shape.batch * co * ho * wo)?;
-    let sums: Vec<f64> = dy
-        .par_chunks(ho * wo)
-        .map(|plane| plane.iter().map(|&v| v as f64).sum())
+    Ok(channel_sums(dy, co, ho * wo))
+}
+
+/// Per-channel sums of `[batch, channels, plane]` values, in f64 per plane.
+pub(crate) fn channel_sums(values: &[f32], channels: usize, plane: usize) -> Vec<f32> {
+    let sums: Vec<f64> = values
+        .par_chunks(plane)
+        .map(|p| p.iter().map(|&v| v as f64).sum())
         .collect();
-    let mut grad = vec![0f32; co];
+    let mut totals = vec![0f64; channels];
     for (i, s) in sums.iter().enumerate() {
-        grad[i % co] += *s as f32;
+        totals[i % channels] += s;
     }
-    Ok(grad)
+    totals.into_iter().map(|s| s as f32).collect()
 }
 
 #[cfg(test)]

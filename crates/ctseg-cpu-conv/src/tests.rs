@@ -163,3 +163,180 @@ fn bad_shapes_and_lengths_are_errors() {
         Err(ConvError::Shape(_))
     ));
 }
+
+/// The transposed convolution (stride = kernel) against its definition:
+/// `y[n, o, i·kh + a, j·kw + b] = Σ_c x[n, c, i, j] · W[c, o, a, b] + bias[o]`.
+fn check_up(s: UpShape) {
+    let [h, w] = s.input;
+    let [kh, kw] = s.kernel;
+    let [ho, wo] = s.output();
+    let (ci, co) = (s.in_channels, s.out_channels);
+    let x = values(s.batch * ci * h * w, 5);
+    let weight = values(ci * co * kh * kw, 6);
+    let bias = values(co, 7);
+    let dy = values(s.batch * co * ho * wo, 8);
+    let mut y_ref = vec![0f32; dy.len()];
+    let mut dx_ref = vec![0f32; x.len()];
+    let mut dw_ref = vec![0f32; weight.len()];
+    let mut db_ref = vec![0f32; co];
+    for n in 0..s.batch {
+        for o in 0..co {
+            for i in 0..h {
+                for j in 0..w {
+                    for a in 0..kh {
+                        for b in 0..kw {
+                            let out = ((n * co + o) * ho + i * kh + a) * wo + j * kw + b;
+                            y_ref[out] += bias[o];
+                            db_ref[o] += dy[out];
+                            for c in 0..ci {
+                                let input = ((n * ci + c) * h + i) * w + j;
+                                let wi = ((c * co + o) * kh + a) * kw + b;
+                                y_ref[out] += x[input] * weight[wi];
+                                dx_ref[input] += dy[out] * weight[wi];
+                                dw_ref[wi] += dy[out] * x[input];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let what = format!("{s:?}");
+    close(
+        &transpose::conv_transpose2d(&s, &x, &weight, Some(&bias)).unwrap(),
+        &y_ref,
+        &format!("up forward {what}"),
+    );
+    close(
+        &transpose::conv_transpose2d_input_grad(&s, &dy, &weight).unwrap(),
+        &dx_ref,
+        &format!("up dx {what}"),
+    );
+    close(
+        &transpose::conv_transpose2d_weight_grad(&s, &x, &dy).unwrap(),
+        &dw_ref,
+        &format!("up dw {what}"),
+    );
+    close(
+        &transpose::conv_transpose2d_bias_grad(&s, &dy).unwrap(),
+        &db_ref,
+        &format!("up db {what}"),
+    );
+}
+
+#[test]
+fn transposed_convolution_matches_the_definition() {
+    let up = |batch, ci, co, input, kernel| UpShape {
+        batch,
+        in_channels: ci,
+        out_channels: co,
+        input,
+        kernel,
+    };
+    // The U-Net's 2×2 stride-2 upsampling: several tiles per image (7 rows of 80
+    // pixels cut mid-image), a row wider than a tile, one pixel.
+    check_up(up(2, 4, 3, [9, 80], [2, 2]));
+    check_up(up(1, 2, 3, [2, 600], [2, 2]));
+    check_up(up(2, 3, 2, [1, 1], [2, 2]));
+    // Other stride = kernel shapes.
+    check_up(up(2, 3, 2, [5, 4], [3, 2]));
+    check_up(up(1, 1, 1, [3, 3], [1, 1]));
+    assert!(matches!(
+        transpose::conv_transpose2d(&up(1, 1, 1, [0, 3], [2, 2]), &[], &[0.0; 4], None),
+        Err(ConvError::Shape(_))
+    ));
+    assert!(matches!(
+        transpose::conv_transpose2d(&up(1, 1, 1, [2, 2], [2, 2]), &[0.0; 4], &[0.0; 3], None),
+        Err(ConvError::Length { what: "weight", .. })
+    ));
+}
+
+/// BatchNorm with batch statistics, in f64 by its definition: `Σ dy · y` as the loss
+/// its gradients are checked on by central differences.
+fn batch_norm_f64(s: &NormShape, x: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> Vec<f64> {
+    let count = (s.batch * s.spatial) as f64;
+    let mut y = vec![0f64; x.len()];
+    for c in 0..s.channels {
+        let idx = |n: usize, p: usize| (n * s.channels + c) * s.spatial + p;
+        let all = || (0..s.batch).flat_map(move |n| (0..s.spatial).map(move |p| idx(n, p)));
+        let mean = all().map(|i| x[i]).sum::<f64>() / count;
+        let var = all().map(|i| (x[i] - mean).powi(2)).sum::<f64>() / count;
+        for i in all() {
+            y[i] = (x[i] - mean) / (var + eps).sqrt() * gamma[c] + beta[c];
+        }
+    }
+    y
+}
+
+#[test]
+fn batch_norm_training_matches_the_definition_and_its_gradients() {
+    let s = NormShape {
+        batch: 2,
+        channels: 3,
+        spatial: 7,
+    };
+    let eps = 1e-5;
+    // A large offset: the centred sums must not lose it to cancellation.
+    let x: Vec<f32> = values(s.batch * s.channels * s.spatial, 9)
+        .iter()
+        .map(|v| v * 2.0 + 30.0)
+        .collect();
+    let gamma = values(3, 10);
+    let beta = values(3, 11);
+    let dy = values(x.len(), 12);
+    let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    let (xd, gd, bd, dyd) = (wide(&x), wide(&gamma), wide(&beta), wide(&dy));
+    let loss = |x: &[f64], g: &[f64], b: &[f64]| {
+        batch_norm_f64(&s, x, g, b, eps)
+            .iter()
+            .zip(&dyd)
+            .map(|(y, d)| y * d)
+            .sum::<f64>()
+    };
+    let numeric = |v: &[f64], which: usize| -> Vec<f32> {
+        (0..v.len())
+            .map(|i| {
+                let h = 1e-5;
+                let (mut up, mut down) = (v.to_vec(), v.to_vec());
+                up[i] += h;
+                down[i] -= h;
+                let f = |t: &[f64]| match which {
+                    0 => loss(t, &gd, &bd),
+                    1 => loss(&xd, t, &bd),
+                    _ => loss(&xd, &gd, t),
+                };
+                ((f(&up) - f(&down)) / (2.0 * h)) as f32
+            })
+            .collect()
+    };
+
+    let train = norm::batch_norm_train(&s, &x, &gamma, &beta, eps).unwrap();
+    let y_ref: Vec<f32> = batch_norm_f64(&s, &xd, &gd, &bd, eps)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    close(&train.output, &y_ref, "bn forward");
+    let grads =
+        norm::batch_norm_train_backward(&s, &x, &gamma, &train.mean, &train.variance, eps, &dy)
+            .unwrap();
+    let loose = |a: &[f32], b: &[f32], what: &str| {
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-3 * scale,
+            "{what}: max |Δ| {worst} at scale {scale}"
+        );
+    };
+    loose(&grads.x, &numeric(&xd, 0), "bn dx");
+    loose(&grads.gamma, &numeric(&gd, 1), "bn dgamma");
+    loose(&grads.beta, &numeric(&bd, 2), "bn dbeta");
+
+    // Inference with the batch's own statistics gives the training output.
+    let inference =
+        norm::batch_norm(&s, &x, &gamma, &beta, &train.mean, &train.variance, eps).unwrap();
+    close(&inference, &train.output, "bn inference");
+    assert!(matches!(
+        norm::batch_norm_train(&s, &x[1..], &gamma, &beta, eps),
+        Err(ConvError::Length { what: "input", .. })
+    ));
+}

@@ -1,12 +1,29 @@
-//! Burn's CPU backend runs ctseg's convolution kernels for f32 stride-1 convolutions
-//! (`vendor/burn-flex` → `ctseg-cpu-conv`); its f64 convolutions keep Flex's own
-//! kernels and Burn's default gradients. The two paths must agree on the forward pass
-//! and on the input, weight and bias gradients, through autodiff as training uses them.
+//! Burn's CPU backend runs ctseg's kernels for f32 stride-1 convolutions, f32
+//! transposed convolutions with stride = kernel, and f32 BatchNorm (`vendor/burn-flex`
+//! → `ctseg-cpu-conv`); in f64 the same operations keep Flex's own kernels and Burn's
+//! default implementations and gradients. The two paths must agree on the forward pass
+//! and on every gradient, through autodiff as training uses them.
 
 use burn::prelude::*;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::{batch_norm, batch_norm_train, conv_transpose2d, conv2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Distribution, FloatDType};
+
+/// `a` within `tolerance` of `b`, relative to `b`'s largest magnitude (at least 1).
+fn assert_close(a: &[f32], b: &[f32], tolerance: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let worst = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(
+        worst <= tolerance * scale,
+        "{what}: max |Δ| {worst} at scale {scale}"
+    );
+}
+
+/// A tensor's values as f32.
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.cast(FloatDType::F32).into_data().iter::<f32>().collect()
+}
 
 /// Output and gradients (x, weight, bias) of `sum(conv2d(x, w, b) · r)`, computed in
 /// `dtype` from the same f32 leaves, as f32 vectors.
@@ -31,8 +48,6 @@ fn conv_and_grads(
     );
     let r = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), device).cast(dtype);
     let grads = (y.clone() * r).sum().backward();
-    let values =
-        |t: Tensor<4>| -> Vec<f32> { t.cast(FloatDType::F32).into_data().iter::<f32>().collect() };
     let grad_of = |g: Option<Tensor<4>>| values(g.expect("a gradient"));
     [
         values(y.cast(FloatDType::F32)),
@@ -72,13 +87,118 @@ fn f32_kernels_agree_with_flex_f64_forward_and_gradients() {
         let ours = conv_and_grads(&device, 7 + i as u64, xs, ws, &options, FloatDType::F32);
         let flex = conv_and_grads(&device, 7 + i as u64, xs, ws, &options, FloatDType::F64);
         for ((a, b), what) in ours.iter().zip(&flex).zip(["output", "dx", "dw", "db"]) {
-            assert_eq!(a.len(), b.len(), "case {i} {what}");
-            let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-            let worst = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            assert!(
-                worst <= 2e-5 * scale,
-                "case {i} ({xs:?} * {ws:?}) {what}: max |Δ| {worst} at scale {scale}"
+            assert_close(a, b, 2e-5, &format!("case {i} ({xs:?} * {ws:?}) {what}"));
+        }
+    }
+}
+
+/// Output and gradients (x, weight, bias) of `sum(conv_transpose2d(x, w, b) · r)` in
+/// `dtype`, like [`conv_and_grads`].
+fn up_and_grads(
+    device: &Device,
+    seed: u64,
+    x_shape: [usize; 4],
+    w_shape: [usize; 4],
+    options: &ConvTransposeOptions<2>,
+    dtype: FloatDType,
+) -> [Vec<f32>; 4] {
+    device.seed(seed);
+    let x = Tensor::<4>::random(x_shape, Distribution::Normal(0.0, 1.0), device).require_grad();
+    let w = Tensor::<4>::random(w_shape, Distribution::Normal(0.0, 0.3), device).require_grad();
+    let b =
+        Tensor::<1>::random([w_shape[1]], Distribution::Normal(0.0, 0.3), device).require_grad();
+    let y = conv_transpose2d(
+        x.clone().cast(dtype),
+        w.clone().cast(dtype),
+        Some(b.clone().cast(dtype)),
+        options.clone(),
+    );
+    let r = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), device).cast(dtype);
+    let grads = (y.clone() * r).sum().backward();
+    [
+        values(y),
+        values(x.grad(&grads).expect("dx")),
+        values(w.grad(&grads).expect("dw")),
+        values(b.grad(&grads).expect("db")),
+    ]
+}
+
+#[test]
+fn f32_transposed_convolution_agrees_with_flex_f64() {
+    let device = Device::flex().autodiff();
+    let up = |k: [usize; 2]| ConvTransposeOptions::new(k, [0, 0], [0, 0], [1, 1], 1);
+    let cases = [
+        // The U-Net's 2×2 stride-2 upsampling, several tiles per image.
+        ([2, 6, 30, 21], [6, 4, 2, 2], up([2, 2])),
+        // A wide one at a small resolution, like the first decoder level.
+        ([2, 64, 4, 4], [64, 32, 2, 2], up([2, 2])),
+        // Other stride = kernel shapes.
+        ([1, 3, 5, 4], [3, 2, 3, 2], up([3, 2])),
+    ];
+    for (i, (xs, ws, options)) in cases.into_iter().enumerate() {
+        let ours = up_and_grads(&device, 30 + i as u64, xs, ws, &options, FloatDType::F32);
+        let flex = up_and_grads(&device, 30 + i as u64, xs, ws, &options, FloatDType::F64);
+        for ((a, b), what) in ours.iter().zip(&flex).zip(["output", "dx", "dw", "db"]) {
+            assert_close(a, b, 2e-5, &format!("up case {i} ({xs:?} * {ws:?}) {what}"));
+        }
+    }
+}
+
+#[test]
+fn f32_batch_norm_agrees_with_flex_f64() {
+    let device = Device::flex().autodiff();
+    for (i, shape) in [[2, 5, 17, 13], [3, 4, 1, 1], [1, 2, 64, 64]]
+        .into_iter()
+        .enumerate()
+    {
+        let run = |dtype: FloatDType| -> Vec<Vec<f32>> {
+            device.seed(50 + i as u64);
+            // An offset mean: the statistics must not lose it to cancellation.
+            let x = (Tensor::<4>::random(shape, Distribution::Normal(0.0, 2.0), &device) + 5.0)
+                .require_grad();
+            let gamma = Tensor::<1>::random([shape[1]], Distribution::Normal(1.0, 0.3), &device)
+                .require_grad();
+            let beta = Tensor::<1>::random([shape[1]], Distribution::Normal(0.0, 0.3), &device)
+                .require_grad();
+            let out = batch_norm_train(
+                x.clone().cast(dtype),
+                gamma.clone().cast(dtype),
+                beta.clone().cast(dtype),
+                1e-5,
             );
+            let r = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device).cast(dtype);
+            let grads = (out.output.clone() * r).sum().backward();
+            // Inference with the batch statistics reproduces the training output.
+            let inference = batch_norm(
+                x.clone().cast(dtype).detach(),
+                gamma.clone().cast(dtype).detach(),
+                beta.clone().cast(dtype).detach(),
+                out.mean.clone().detach(),
+                out.variance.clone().detach(),
+                1e-5,
+            );
+            vec![
+                values(out.output),
+                values(out.mean),
+                values(out.variance),
+                values(inference),
+                values(x.grad(&grads).expect("dx")),
+                values(gamma.grad(&grads).expect("dgamma")),
+                values(beta.grad(&grads).expect("dbeta")),
+            ]
+        };
+        let (ours, flex) = (run(FloatDType::F32), run(FloatDType::F64));
+        let names = [
+            "output",
+            "mean",
+            "variance",
+            "inference",
+            "dx",
+            "dgamma",
+            "dbeta",
+        ];
+        for ((a, b), what) in ours.iter().zip(&flex).zip(names) {
+            assert_close(a, b, 5e-5, &format!("batch norm {shape:?} {what}"));
         }
     }
 }

@@ -2,21 +2,20 @@
 //! group — every convolution of ctseg's U-Net — and its input and weight gradients run
 //! on `ctseg-cpu-conv`'s tiled im2col + gemm kernels (NCHW, no layout round trip; the
 //! weight gradient as one accumulated GEMM per tile instead of Burn's default, a
-//! convolution with the output gradient as its kernel). Everything else keeps Flex's
-//! own path; the fallbacks below are Burn 0.22.1's default gradients
-//! (`burn-backend/src/backend/ops/modules/conv.rs`, MIT OR Apache-2.0), copied because
-//! a trait override cannot call the default it replaces.
+//! convolution with the output gradient as its kernel). So do f32 transposed
+//! convolutions whose stride equals their kernel (the U-Net's 2×2 upsampling) and
+//! their three gradients. Everything else keeps Flex's
+//! own path; the fallbacks are Burn 0.22.1's defaults, copied into `ctseg_default`.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
-use burn_backend::ops::conv::{calculate_padding_out, pad_asymmetric_conv_input};
-use burn_backend::ops::{ConvOptions, ConvTransposeOptions, FloatTensorOps, ModuleOps};
+use burn_backend::ops::{ConvOptions, ConvTransposeOptions};
 use burn_backend::{DType, TensorMetadata};
-use burn_std::{Bytes, Shape, Slice};
-use ctseg_cpu_conv::ConvShape;
+use burn_std::{Bytes, Shape};
+use ctseg_cpu_conv::{ConvShape, NormShape, UpShape, norm, transpose};
 
-use crate::{Flex, FlexTensor, Layout};
+use super::ctseg_default as default;
+use crate::{FlexTensor, Layout};
 
 /// The kernels' shape for a conv2d of `x` `[n, c, h, w]` with `weight`
 /// `[o, c, kh, kw]`, when they handle it: f32, stride 1, dilation 1, one group.
@@ -60,7 +59,7 @@ fn fast_shape(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> 
 }
 
 /// The values of an f32 tensor in row-major order (a copy only when not contiguous).
-fn with_values<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
+pub(crate) fn with_values<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
     if let Some((start, end)) = t.layout().contiguous_offsets() {
         return f(&t.storage::<f32>()[start..end]);
     }
@@ -72,7 +71,8 @@ fn with_values<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
     f(&c.storage::<f32>()[start..end])
 }
 
-fn tensor(values: Vec<f32>, dims: [usize; 4]) -> FlexTensor {
+/// A contiguous f32 tensor of `dims` holding `values`.
+pub(crate) fn tensor<const N: usize>(values: Vec<f32>, dims: [usize; N]) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
         Layout::contiguous(Shape::new(dims)),
@@ -140,169 +140,135 @@ pub(crate) fn conv2d_weight_backward(
     default::conv2d_weight_backward(x, weight, output_grad, options)
 }
 
-/// Burn 0.22.1's default conv2d gradients (see the module comment).
-mod default {
-    use super::*;
+/// The kernels' shape for a transposed conv2d of an input of `dims` `[n, c, h, w]`
+/// with `weight` `[c, o, kh, kw]`, when they handle it: f32 weights, stride = kernel,
+/// no padding, dilation 1, one group.
+fn up_shape_for(dims: [usize; 4], weight: &FlexTensor, options: &ConvTransposeOptions<2>) -> Option<UpShape> {
+    let ws = weight.layout().shape();
+    if weight.dtype() != DType::F32
+        || options.padding != [0, 0]
+        || options.padding_out != [0, 0]
+        || options.dilation != [1, 1]
+        || options.groups != 1
+        || ws.num_dims() != 4
+        || ws[0] != dims[1]
+        || options.stride != [ws[2], ws[3]]
+    {
+        return None;
+    }
+    let shape = UpShape {
+        batch: dims[0],
+        in_channels: dims[1],
+        out_channels: ws[1],
+        input: [dims[2], dims[3]],
+        kernel: [ws[2], ws[3]],
+    };
+    (!dims.contains(&0) && ws[1] > 0 && ws[2] > 0 && ws[3] > 0).then_some(shape)
+}
 
-    type B = Flex;
+/// [`up_shape_for`] the f32 input `x`.
+fn up_shape(x: &FlexTensor, weight: &FlexTensor, options: &ConvTransposeOptions<2>) -> Option<UpShape> {
+    let xs = x.layout().shape();
+    if x.dtype() != DType::F32 || xs.num_dims() != 4 {
+        return None;
+    }
+    up_shape_for([xs[0], xs[1], xs[2], xs[3]], weight, options)
+}
 
-    pub(super) fn conv2d_x_backward(
-        x: FlexTensor,
-        weight: FlexTensor,
-        output_grad: FlexTensor,
-        options: ConvOptions<2>,
-    ) -> FlexTensor {
-        if options.is_asymmetric() {
-            let input_shape = x.shape();
-            let padding = options.padding;
-            let (x, options) = pad_asymmetric_conv_input::<B, 2>(x, options);
-            let grad = conv2d_x_backward_symmetric(x, weight, output_grad, options);
-            let mut ranges = input_shape
-                .iter()
-                .map(|&size| Slice::from(0..size))
-                .collect::<Vec<_>>();
-            for (dim, (begin, _)) in padding.iter().enumerate() {
-                ranges[dim + 2] = Slice::from(*begin..*begin + input_shape[dim + 2]);
-            }
-            return B::float_slice(grad, &ranges);
+/// [`up_shape_for`] the input whose f32 output gradient is `output_grad`
+/// (`[n, o, h·kh, w·kw]`).
+fn up_shape_from_output(
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    options: &ConvTransposeOptions<2>,
+) -> Option<UpShape> {
+    let gs = output_grad.layout().shape();
+    let ws = weight.layout().shape();
+    if output_grad.dtype() != DType::F32 || gs.num_dims() != 4 || ws.num_dims() != 4 {
+        return None;
+    }
+    let (kh, kw) = (ws[2], ws[3]);
+    if kh == 0 || kw == 0 || gs[2] % kh != 0 || gs[3] % kw != 0 || gs[1] != ws[1] {
+        return None;
+    }
+    up_shape_for([gs[0], ws[0], gs[2] / kh, gs[3] / kw], weight, options)
+}
+
+/// Transposed conv2d on the kernels, or `None` when they do not handle the call.
+pub(crate) fn conv_transpose2d(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    options: &ConvTransposeOptions<2>,
+) -> Option<FlexTensor> {
+    let shape = up_shape(x, weight, options)?;
+    if bias.is_some_and(|b| b.dtype() != DType::F32) {
+        return None;
+    }
+    let out = with_values(x, |xv| {
+        with_values(weight, |wv| match bias {
+            Some(b) => with_values(b, |bv| transpose::conv_transpose2d(&shape, xv, wv, Some(bv))),
+            None => transpose::conv_transpose2d(&shape, xv, wv, None),
+        })
+    })
+    .ok()?;
+    let [ho, wo] = shape.output();
+    Some(tensor(out, [shape.batch, shape.out_channels, ho, wo]))
+}
+
+/// The input gradient of transposed conv2d on the kernels, else Burn's default.
+pub(crate) fn conv_transpose2d_x_backward(
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: ConvTransposeOptions<2>,
+) -> FlexTensor {
+    if let Some(shape) = up_shape_from_output(&weight, &output_grad, &options)
+        && let Ok(dx) = with_values(&output_grad, |dy| {
+            with_values(&weight, |wv| transpose::conv_transpose2d_input_grad(&shape, dy, wv))
+        })
+    {
+        let [h, w] = shape.input;
+        return tensor(dx, [shape.batch, shape.in_channels, h, w]);
+    }
+    default::conv_transpose2d_x_backward(weight, output_grad, options)
+}
+
+/// The weight gradient of transposed conv2d on the kernels, else Burn's default.
+pub(crate) fn conv_transpose2d_weight_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: ConvTransposeOptions<2>,
+) -> FlexTensor {
+    if let Some(shape) = up_shape(&x, &weight, &options)
+        && output_grad.dtype() == DType::F32
+        && let Ok(dw) = with_values(&x, |xv| {
+            with_values(&output_grad, |dy| transpose::conv_transpose2d_weight_grad(&shape, xv, dy))
+        })
+    {
+        let [kh, kw] = shape.kernel;
+        return tensor(dw, [shape.in_channels, shape.out_channels, kh, kw]);
+    }
+    default::conv_transpose2d_weight_backward(x, weight, output_grad, options)
+}
+
+/// The bias gradient of a transposed conv2d: the output gradient summed per channel
+/// (f32 on the kernels, else Burn's default).
+pub(crate) fn conv_transpose2d_bias_backward(
+    x: FlexTensor,
+    bias: FlexTensor,
+    output_grad: FlexTensor,
+) -> FlexTensor {
+    let gs = output_grad.layout().shape();
+    if output_grad.dtype() == DType::F32 && bias.dtype() == DType::F32 && gs.num_dims() == 4 {
+        let planes = NormShape {
+            batch: gs[0],
+            channels: gs[1],
+            spatial: gs[2] * gs[3],
+        };
+        if let Ok(db) = with_values(&output_grad, |dy| norm::channel_sums(&planes, dy)) {
+            return tensor(db, [planes.channels]);
         }
-        conv2d_x_backward_symmetric(x, weight, output_grad, options)
     }
-
-    fn conv2d_x_backward_symmetric(
-        x: FlexTensor,
-        weight: FlexTensor,
-        output_grad: FlexTensor,
-        options: ConvOptions<2>,
-    ) -> FlexTensor {
-        let weight_shape = weight.shape();
-        let [_batch_size, _channels_in, height_in, width_in] = x.shape().dims();
-        let [_, _, height_out, width_out] = output_grad.shape().dims();
-        let [_channels_out, _, kernel_size_1, kernel_size_2] = weight_shape.dims();
-        let padding_1_out = calculate_padding_out(
-            kernel_size_1,
-            options.stride[0],
-            options.padding_begin()[0],
-            options.dilation[0],
-            height_in,
-            height_out,
-        );
-        let padding_2_out = calculate_padding_out(
-            kernel_size_2,
-            options.stride[1],
-            options.padding_begin()[1],
-            options.dilation[1],
-            width_in,
-            width_out,
-        );
-        B::conv_transpose2d(
-            output_grad,
-            weight,
-            None,
-            ConvTransposeOptions::new(
-                options.stride,
-                options.padding_begin(),
-                [padding_1_out, padding_2_out],
-                options.dilation,
-                options.groups,
-            ),
-        )
-    }
-
-    pub(super) fn conv2d_weight_backward(
-        x: FlexTensor,
-        weight: FlexTensor,
-        output_grad: FlexTensor,
-        options: ConvOptions<2>,
-    ) -> FlexTensor {
-        let (x, options) = pad_asymmetric_conv_input::<B, 2>(x, options);
-        let weight_shape = weight.shape();
-        if options.groups == 1 {
-            return weight_grad_no_groups(x, output_grad, weight_shape, options);
-        }
-        let zeros = B::float_zeros(weight_shape, &Default::default(), weight.dtype().into());
-        weight_grad_groups(x, zeros, output_grad, options)
-    }
-
-    fn weight_grad_no_groups(
-        x: FlexTensor,
-        output_grad: FlexTensor,
-        weight_shape: Shape,
-        options: ConvOptions<2>,
-    ) -> FlexTensor {
-        let x_swapped = B::float_swap_dims(x, 0, 1);
-        let output_grad_swapped = B::float_swap_dims(output_grad, 0, 1);
-        let weight_grad_swapped = B::conv2d(
-            x_swapped,
-            output_grad_swapped,
-            None,
-            ConvOptions::new(options.dilation, options.padding_begin(), options.stride, 1),
-        );
-        let mut weight_grad = B::float_swap_dims(weight_grad_swapped, 0, 1);
-        if weight_grad.shape() != weight_shape {
-            let slices = vec![
-                Slice::from(0..weight_shape[0]),
-                Slice::from(0..weight_shape[1]),
-                Slice::from(0..weight_shape[2]),
-                Slice::from(0..weight_shape[3]),
-            ];
-            weight_grad = B::float_slice(weight_grad, &slices);
-        }
-        weight_grad
-    }
-
-    fn weight_grad_groups(
-        x: FlexTensor,
-        mut weight_grad: FlexTensor,
-        output_grad: FlexTensor,
-        options: ConvOptions<2>,
-    ) -> FlexTensor {
-        let [channels_out, increment_ci, kernel_size_1, kernel_size_2] =
-            weight_grad.shape().dims();
-        let increment_co = channels_out / options.groups;
-        let x_swapped = B::float_swap_dims(x, 0, 1);
-        let output_grad_swapped = B::float_swap_dims(output_grad, 0, 1);
-        for g in 0..options.groups {
-            let (ci0, ci1) = (g * increment_ci, (g + 1) * increment_ci);
-            let (co0, co1) = (g * increment_co, (g + 1) * increment_co);
-            let x = B::float_slice(
-                x_swapped.clone(),
-                &[Slice::new(ci0 as isize, Some(ci1 as isize), 1)],
-            );
-            let grad = B::float_slice(
-                output_grad_swapped.clone(),
-                &[Slice::new(co0 as isize, Some(co1 as isize), 1)],
-            );
-            let mut tmp = B::conv2d(
-                x,
-                grad,
-                None,
-                ConvOptions::new(options.dilation, options.padding_begin(), options.stride, 1),
-            );
-            tmp = B::float_swap_dims(tmp, 0, 1);
-            let [_, _, k1, k2] = tmp.shape().dims();
-            if k1 != kernel_size_1 || k2 != kernel_size_2 {
-                tmp = B::float_slice(
-                    tmp,
-                    &[
-                        Slice::from(0..increment_co),
-                        Slice::from(0..increment_ci),
-                        Slice::from(0..kernel_size_1),
-                        Slice::from(0..kernel_size_2),
-                    ],
-                );
-            }
-            weight_grad = B::float_slice_assign(
-                weight_grad,
-                &[
-                    Slice::from(co0..co1),
-                    Slice::from(0..increment_ci),
-                    Slice::from(0..kernel_size_1),
-                    Slice::from(0..kernel_size_2),
-                ],
-                tmp,
-            );
-        }
-        weight_grad
-    }
+    default::conv_transpose2d_bias_backward(x, bias, output_grad)
 }

@@ -98,6 +98,8 @@ pub mod comparison;
 mod conv_common;
 pub mod conv;
 pub(crate) mod ctseg_conv;
+pub(crate) mod ctseg_default;
+pub(crate) mod ctseg_norm;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;

@@ -2,14 +2,15 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, ctseg_conv, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_transpose, ctseg_conv, ctseg_norm, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
         AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, conv::pad_asymmetric_conv_input,
+        BatchNormTrain, BatchNormTrainBackward, MaxPool2dBackward, MaxPool2dWithIndices,
+        ModuleOps, conv::pad_asymmetric_conv_input,
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
 };
@@ -304,6 +305,10 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvTransposeOptions<2>,
     ) -> FloatTensor<Flex> {
+        // ctseg: f32 with stride = kernel (the U-Net's upsampling) on its kernels.
+        if let Some(out) = ctseg_conv::conv_transpose2d(&x, &weight, bias.as_ref(), &options) {
+            return out;
+        }
         match x.dtype() {
             DType::F32 => conv_transpose::conv_transpose2d_f32(x, weight, bias, &options),
             DType::F64 => conv_transpose::conv_transpose2d_f64(x, weight, bias, &options),
@@ -311,6 +316,63 @@ impl ModuleOps<Flex> for Flex {
             DType::BF16 => conv_transpose::conv_transpose2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv_transpose2d: unsupported dtype {:?}", dtype),
         }
+    }
+
+    fn conv_transpose2d_x_backward(
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Flex> {
+        ctseg_conv::conv_transpose2d_x_backward(weight, output_grad, options)
+    }
+
+    fn conv_transpose2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Flex> {
+        ctseg_conv::conv_transpose2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    fn conv_transpose2d_bias_backward(
+        x: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        ctseg_conv::conv_transpose2d_bias_backward(x, bias, output_grad)
+    }
+
+    // ctseg: f32 BatchNorm on fused per-channel kernels.
+    fn batch_norm(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> FloatTensor<Flex> {
+        ctseg_norm::batch_norm(x, gamma, beta, mean, variance, epsilon)
+    }
+
+    fn batch_norm_train(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> BatchNormTrain<Flex> {
+        ctseg_norm::batch_norm_train(x, gamma, beta, epsilon)
+    }
+
+    fn batch_norm_train_backward(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+        output_grad: FloatTensor<Flex>,
+    ) -> BatchNormTrainBackward<Flex> {
+        ctseg_norm::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad)
     }
 
     fn conv_transpose3d(
