@@ -10,7 +10,7 @@
 use alloc::vec::Vec;
 
 use burn_backend::ops::{ConvOptions, ConvTransposeOptions};
-use burn_backend::{DType, TensorMetadata};
+use burn_backend::DType;
 use burn_std::{Bytes, Shape};
 use ctseg_cpu_conv::{ConvShape, NormShape, UpShape, norm, transpose};
 

@@ -100,6 +100,7 @@ pub mod conv;
 pub(crate) mod ctseg_conv;
 pub(crate) mod ctseg_default;
 pub(crate) mod ctseg_norm;
+pub(crate) mod ctseg_par;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;
