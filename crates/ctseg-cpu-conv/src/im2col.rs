@@ -31,6 +31,34 @@ pub(crate) fn for_each_tile<S>(
     }
 }
 
+/// `Σ_tiles work(tile)`: each rayon job keeps one `acc_len` accumulator and one
+/// `buf_len` scratch buffer, `work(acc, buf, tile)` adds a tile into `acc`, and the
+/// jobs' accumulators are summed at the end (the weight gradients).
+pub(crate) fn sum_over_tiles(
+    tiles: usize,
+    acc_len: usize,
+    buf_len: usize,
+    work: impl Fn(&mut [f32], &mut [f32], usize) + Send + Sync,
+) -> Vec<f32> {
+    (0..tiles)
+        .into_par_iter()
+        .fold(
+            || (vec![0f32; acc_len], vec![0f32; buf_len]),
+            |(mut acc, mut buf), t| {
+                work(&mut acc, &mut buf, t);
+                (acc, buf)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce(
+            || vec![0f32; acc_len],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+}
+
 /// How a shape is cut into tiles.
 struct Tiling {
     rows: usize,
@@ -153,56 +181,47 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
     let (ci, co) = (shape.in_channels, shape.out_channels);
     let tiling = Tiling::of(shape);
     let tiles = shape.batch * tiling.per_image;
-    (0..tiles)
-        .into_par_iter()
-        .fold(
-            || (vec![0f32; co * patch], vec![0f32; patch * tiling.rows * wo]),
-            |(mut acc, mut col), t| {
-                let (n, r0, rows) = tiling.tile(t, ho);
-                let pixels = rows * wo;
-                fill_tile(
-                    shape,
-                    &x[n * ci * h * w..(n + 1) * ci * h * w],
-                    r0,
-                    rows,
-                    &mut col,
+    sum_over_tiles(
+        tiles,
+        co * patch,
+        patch * tiling.rows * wo,
+        |acc, col, t| {
+            let (n, r0, rows) = tiling.tile(t, ho);
+            let pixels = rows * wo;
+            fill_tile(
+                shape,
+                &x[n * ci * h * w..(n + 1) * ci * h * w],
+                r0,
+                rows,
+                col,
+            );
+            let dy_tile = &dy[n * co * ho * wo + r0 * wo..];
+            // SAFETY: acc is co × patch; dy_tile's co rows of `pixels` values at
+            // stride ho·wo lie inside dy (lengths checked by the caller); col
+            // holds patch × pixels, read transposed (column stride `pixels`).
+            unsafe {
+                gemm::gemm(
+                    co,
+                    patch,
+                    pixels,
+                    acc.as_mut_ptr(),
+                    1,
+                    patch as isize,
+                    true,
+                    dy_tile.as_ptr(),
+                    1,
+                    (ho * wo) as isize,
+                    col.as_ptr(),
+                    pixels as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
                 );
-                let dy_tile = &dy[n * co * ho * wo + r0 * wo..];
-                // SAFETY: acc is co × patch; dy_tile's co rows of `pixels` values at
-                // stride ho·wo lie inside dy (lengths checked by the caller); col
-                // holds patch × pixels, read transposed (column stride `pixels`).
-                unsafe {
-                    gemm::gemm(
-                        co,
-                        patch,
-                        pixels,
-                        acc.as_mut_ptr(),
-                        1,
-                        patch as isize,
-                        true,
-                        dy_tile.as_ptr(),
-                        1,
-                        (ho * wo) as isize,
-                        col.as_ptr(),
-                        pixels as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                (acc, col)
-            },
-        )
-        .map(|(acc, _)| acc)
-        .reduce(
-            || vec![0f32; co * patch],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        )
+            }
+        },
+    )
 }

@@ -4,9 +4,7 @@
 //! depth-to-space write, and both gradients are one GEMM per tile on the output
 //! gradient gathered space-to-depth. Parallel over tiles like the convolutions.
 
-use rayon::prelude::*;
-
-use crate::im2col::for_each_tile;
+use crate::im2col::{for_each_tile, sum_over_tiles};
 use crate::{ConvError, TILE_PIXELS, check_len};
 
 /// The shape of a transposed convolution with stride = kernel: input
@@ -253,54 +251,45 @@ pub fn conv_transpose2d_weight_grad(
     let [h, w] = shape.input;
     let (ci, block) = (shape.in_channels, shape.block());
     let (rows, per_image) = shape.tiling();
-    Ok((0..shape.batch * per_image)
-        .into_par_iter()
-        .fold(
-            || (vec![0f32; ci * block], vec![0f32; block * rows * w]),
-            |(mut acc, mut blocks), t| {
-                let (n, r0) = (t / per_image, (t % per_image) * rows);
-                let rows = rows.min(h - r0);
-                let pixels = rows * w;
-                gather(shape, dy, n, r0, rows, &mut blocks);
-                let x_tile = &x[n * ci * h * w + r0 * w..];
-                // acc[c, ·] += x[n, c, tile] · blocksᵀ.
-                // SAFETY: acc is ci × block; x_tile's ci rows of `pixels` values at
-                // stride h·w lie inside x (checked); blocks is block × pixels, read
-                // transposed.
-                unsafe {
-                    gemm::gemm(
-                        ci,
-                        block,
-                        pixels,
-                        acc.as_mut_ptr(),
-                        1,
-                        block as isize,
-                        true,
-                        x_tile.as_ptr(),
-                        1,
-                        (h * w) as isize,
-                        blocks.as_ptr(),
-                        pixels as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                (acc, blocks)
-            },
-        )
-        .map(|(acc, _)| acc)
-        .reduce(
-            || vec![0f32; ci * block],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        ))
+    Ok(sum_over_tiles(
+        shape.batch * per_image,
+        ci * block,
+        block * rows * w,
+        |acc, blocks, t| {
+            let (n, r0) = (t / per_image, (t % per_image) * rows);
+            let rows = rows.min(h - r0);
+            let pixels = rows * w;
+            gather(shape, dy, n, r0, rows, blocks);
+            let x_tile = &x[n * ci * h * w + r0 * w..];
+            // acc[c, ·] += x[n, c, tile] · blocksᵀ.
+            // SAFETY: acc is ci × block; x_tile's ci rows of `pixels` values at
+            // stride h·w lie inside x (checked); blocks is block × pixels, read
+            // transposed.
+            unsafe {
+                gemm::gemm(
+                    ci,
+                    block,
+                    pixels,
+                    acc.as_mut_ptr(),
+                    1,
+                    block as isize,
+                    true,
+                    x_tile.as_ptr(),
+                    1,
+                    (h * w) as isize,
+                    blocks.as_ptr(),
+                    pixels as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        },
+    ))
 }
 
 /// The gradient of [`conv_transpose2d`] with respect to its bias: `dy` summed over
