@@ -253,6 +253,62 @@ fn send_multipart(method: &str, url: &str, field: &str, file_name: &str, bytes: 
     reply(r)
 }
 
+/// Send a body larger than the server's limit the way a careful client does: the
+/// server may answer 413 and close before the whole body is sent, so a failed
+/// write ends the sending and the reply is read from what the server wrote (an
+/// HTTP client that gives up on the first write error would see a broken pipe).
+fn send_over_limit(addr: &str, request_line: &str, content_type: &str, body: &[u8]) -> Reply {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).expect("connect to the server");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("read timeout");
+    let head = format!(
+        "{request_line} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("send the request head");
+    for chunk in body.chunks(16 << 10) {
+        if s.write_all(chunk).is_err() {
+            break; // the server has answered and closed its side
+        }
+    }
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // A reset after the reply has arrived ends the reply.
+            Err(e) if !raw.is_empty() => {
+                eprintln!("reading the reply ended with: {e}");
+                break;
+            }
+            Err(e) => panic!("no reply to the over-limit request: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {head}"));
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Reply {
+        status,
+        content_type,
+        retry_after: None,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
 fn upload_sample(server: &Server, id: &str) {
     let ct = std::fs::read(sample_ct()).unwrap();
     let r = send_multipart(
@@ -618,15 +674,20 @@ fn bad_requests_get_clear_4xx_and_the_server_keeps_serving() {
     assert_eq!(r.status, 422, "{}", r.text());
     // Over the 1 MiB limit: 413.
     let big = vec![7u8; 3 << 19];
-    let r = send_multipart(
-        "PUT",
-        &format!("{u}/datastore/?image=big"),
-        "file",
-        "big.nii",
-        &big,
+    let (big_type, big_body) = multipart("file", "big.nii", &big);
+    let r = send_over_limit(
+        &server.addr,
+        "PUT /datastore/?image=big",
+        &big_type,
+        &big_body,
     );
     assert_eq!(r.status, 413, "{}", r.text());
-    let r = reply(agent().post(&format!("{u}/v1/segment")).send(&big[..]));
+    let r = send_over_limit(
+        &server.addr,
+        "POST /v1/segment",
+        "application/octet-stream",
+        &big,
+    );
     assert_eq!(r.status, 413, "{}", r.text());
     // A client that disconnects mid-upload.
     {

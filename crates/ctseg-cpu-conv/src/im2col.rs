@@ -31,32 +31,105 @@ pub(crate) fn for_each_tile<S>(
     }
 }
 
-/// `Σ_tiles work(tile)`: each rayon job keeps one `acc_len` accumulator and one
-/// `buf_len` scratch buffer, `work(acc, buf, tile)` adds a tile into `acc`, and the
-/// jobs' accumulators are summed at the end (the weight gradients).
+/// `Σ_tiles work(tile)` for an `[rows, cols]` result (the weight gradients), held
+/// column-major while it is summed (`acc[r + c·rows]`, what [`add_a_bt`] writes) and
+/// returned row-major. `work(acc, buf, tile, parallelism)` adds a tile into `acc`,
+/// with a `buf_len` scratch buffer.
+///
+/// With many tiles, each rayon job keeps its own accumulator and the jobs' sums are
+/// added at the end. With few (no more than two per thread: the bottleneck layers at
+/// a small batch, whose accumulators are the largest, 512 × 4608 values), the tiles
+/// run one after another into one accumulator, each gemm on every thread.
 pub(crate) fn sum_over_tiles(
     tiles: usize,
-    acc_len: usize,
+    [rows, cols]: [usize; 2],
     buf_len: usize,
-    work: impl Fn(&mut [f32], &mut [f32], usize) + Send + Sync,
+    work: impl Fn(&mut [f32], &mut [f32], usize, gemm::Parallelism) + Send + Sync,
 ) -> Vec<f32> {
-    (0..tiles)
-        .into_par_iter()
-        .fold(
-            || (vec![0f32; acc_len], vec![0f32; buf_len]),
-            |(mut acc, mut buf), t| {
-                work(&mut acc, &mut buf, t);
-                (acc, buf)
-            },
-        )
-        .map(|(acc, _)| acc)
-        .reduce(
-            || vec![0f32; acc_len],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        )
+    let acc_len = rows * cols;
+    let threads = rayon::current_num_threads();
+    let column_major = if threads > 1 && tiles <= 2 * threads {
+        let (mut acc, mut buf) = (vec![0f32; acc_len], vec![0f32; buf_len]);
+        for t in 0..tiles {
+            work(&mut acc, &mut buf, t, gemm::Parallelism::Rayon(threads));
+        }
+        acc
+    } else {
+        (0..tiles)
+            .into_par_iter()
+            .fold(
+                || (vec![0f32; acc_len], vec![0f32; buf_len]),
+                |(mut acc, mut buf), t| {
+                    work(&mut acc, &mut buf, t, gemm::Parallelism::None);
+                    (acc, buf)
+                },
+            )
+            .map(|(acc, _)| acc)
+            .reduce(
+                || vec![0f32; acc_len],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            )
+    };
+    let mut row_major = vec![0f32; acc_len];
+    // In 32 × 32 blocks, so that both sides stay in cache (a bottleneck layer's
+    // gradient is 512 × 4608 values).
+    const BLOCK: usize = 32;
+    for c0 in (0..cols).step_by(BLOCK) {
+        for r0 in (0..rows).step_by(BLOCK) {
+            for c in c0..(c0 + BLOCK).min(cols) {
+                for r in r0..(r0 + BLOCK).min(rows) {
+                    row_major[r * cols + c] = column_major[r + c * rows];
+                }
+            }
+        }
+    }
+    row_major
+}
+
+/// `acc += A · Bᵀ` with `acc` `[m, n]` column-major, `A` `m` rows of `k` values
+/// `a_stride` apart and `B` `n` rows of `k` values `b_stride` apart (both contiguous
+/// along `k`). A column-major destination lets gemm run its fast kernels here: about
+/// 3× the throughput of a row-major one for the weight gradients' narrow shapes
+/// (measured with gemm 0.19, AVX-512, 32 × 288 × 512).
+///
+/// # Safety
+/// `acc` holds `m·n` values; `a` reaches `(m − 1)·a_stride + k` values and `b`
+/// `(n − 1)·b_stride + k`.
+pub(crate) unsafe fn add_a_bt(
+    [m, n, k]: [usize; 3],
+    acc: &mut [f32],
+    (a, a_stride): (*const f32, usize),
+    (b, b_stride): (*const f32, usize),
+    parallelism: gemm::Parallelism,
+) {
+    debug_assert_eq!(acc.len(), m * n, "accumulator length");
+    // SAFETY: the caller's bounds; acc is m × n with row stride 1, column stride m.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            acc.as_mut_ptr(),
+            m as isize,
+            1,
+            true,
+            a,
+            1,
+            a_stride as isize,
+            b,
+            b_stride as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }
 
 /// How a shape is cut into tiles.
@@ -183,9 +256,9 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
     let tiles = shape.batch * tiling.per_image;
     sum_over_tiles(
         tiles,
-        co * patch,
+        [co, patch],
         patch * tiling.rows * wo,
-        |acc, col, t| {
+        |acc, col, t, parallelism| {
             let (n, r0, rows) = tiling.tile(t, ho);
             let pixels = rows * wo;
             fill_tile(
@@ -196,30 +269,17 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
                 col,
             );
             let dy_tile = &dy[n * co * ho * wo + r0 * wo..];
+            // acc[o, ·] += dy[n, o, tile] · col(x)ᵀ.
             // SAFETY: acc is co × patch; dy_tile's co rows of `pixels` values at
-            // stride ho·wo lie inside dy (lengths checked by the caller); col
-            // holds patch × pixels, read transposed (column stride `pixels`).
+            // stride ho·wo lie inside dy (lengths checked by the caller); col holds
+            // patch rows of `pixels` values.
             unsafe {
-                gemm::gemm(
-                    co,
-                    patch,
-                    pixels,
-                    acc.as_mut_ptr(),
-                    1,
-                    patch as isize,
-                    true,
-                    dy_tile.as_ptr(),
-                    1,
-                    (ho * wo) as isize,
-                    col.as_ptr(),
-                    pixels as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                add_a_bt(
+                    [co, patch, pixels],
+                    acc,
+                    (dy_tile.as_ptr(), ho * wo),
+                    (col.as_ptr(), pixels),
+                    parallelism,
                 );
             }
         },

@@ -127,6 +127,23 @@ fn matches_the_definition_on_odd_shapes() {
     // Asymmetric kernel and padding, "valid" output.
     check(shape(2, 2, 3, [7, 6], [5, 3], [2, 1, 0, 2]));
     check(shape(1, 3, 2, [6, 5], [3, 3], [0, 0, 0, 0]));
+    // Many tiles (7 per image) and few, on 1, 2 and 3 threads: the weight gradient
+    // sums per-job accumulators when tiles are many, one accumulator when few.
+    for threads in [1, 2, 3] {
+        on_threads(threads, || {
+            check(shape(2, 2, 3, [40, 80], [3, 3], [1, 1, 1, 1]));
+            check(shape(1, 3, 2, [13, 80], [3, 3], [1, 1, 1, 1]));
+        });
+    }
+}
+
+/// Run `f` on a rayon pool of `threads` threads.
+fn on_threads(threads: usize, f: impl FnOnce() + Send) {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+        .install(f);
 }
 
 #[test]
@@ -238,6 +255,12 @@ fn transposed_convolution_matches_the_definition() {
     check_up(up(2, 4, 3, [9, 80], [2, 2]));
     check_up(up(1, 2, 3, [2, 600], [2, 2]));
     check_up(up(2, 3, 2, [1, 1], [2, 2]));
+    for threads in [1, 2, 3] {
+        on_threads(threads, || {
+            check_up(up(2, 2, 3, [40, 80], [2, 2]));
+            check_up(up(1, 3, 2, [13, 80], [2, 2]));
+        });
+    }
     // Other stride = kernel shapes.
     check_up(up(2, 3, 2, [5, 4], [3, 2]));
     check_up(up(1, 1, 1, [3, 3], [1, 1]));

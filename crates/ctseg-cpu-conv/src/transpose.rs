@@ -4,7 +4,7 @@
 //! depth-to-space write, and both gradients are one GEMM per tile on the output
 //! gradient gathered space-to-depth. Parallel over tiles like the convolutions.
 
-use crate::im2col::{for_each_tile, sum_over_tiles};
+use crate::im2col::{add_a_bt, for_each_tile, sum_over_tiles};
 use crate::{ConvError, TILE_PIXELS, check_len};
 
 /// The shape of a transposed convolution with stride = kernel: input
@@ -253,9 +253,9 @@ pub fn conv_transpose2d_weight_grad(
     let (rows, per_image) = shape.tiling();
     Ok(sum_over_tiles(
         shape.batch * per_image,
-        ci * block,
+        [ci, block],
         block * rows * w,
-        |acc, blocks, t| {
+        |acc, blocks, t, parallelism| {
             let (n, r0) = (t / per_image, (t % per_image) * rows);
             let rows = rows.min(h - r0);
             let pixels = rows * w;
@@ -263,29 +263,15 @@ pub fn conv_transpose2d_weight_grad(
             let x_tile = &x[n * ci * h * w + r0 * w..];
             // acc[c, ·] += x[n, c, tile] · blocksᵀ.
             // SAFETY: acc is ci × block; x_tile's ci rows of `pixels` values at
-            // stride h·w lie inside x (checked); blocks is block × pixels, read
-            // transposed.
+            // stride h·w lie inside x (checked); blocks holds block rows of
+            // `pixels` values.
             unsafe {
-                gemm::gemm(
-                    ci,
-                    block,
-                    pixels,
-                    acc.as_mut_ptr(),
-                    1,
-                    block as isize,
-                    true,
-                    x_tile.as_ptr(),
-                    1,
-                    (h * w) as isize,
-                    blocks.as_ptr(),
-                    pixels as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                add_a_bt(
+                    [ci, block, pixels],
+                    acc,
+                    (x_tile.as_ptr(), h * w),
+                    (blocks.as_ptr(), pixels),
+                    parallelism,
                 );
             }
         },
