@@ -57,5 +57,42 @@ fn main() -> Result<(), ctseg_cpu_conv::ConvError> {
         (tf, tx, tw) = (tf + f, tx + dx, tw + dw);
     }
     println!("| sum | {tf:.4} | {tx:.4} | {tw:.4} |");
+    element_wise()
+}
+
+/// The BCE's log σ over batch 2's logits (117 × 256² per image) against libm's
+/// `expf`/`log1pf` on one thread, and the first 2×2 max pooling (2 × 32 × 256²).
+fn element_wise() -> Result<(), ctseg_cpu_conv::ConvError> {
+    use ctseg_cpu_conv::{PoolShape, activation, pool};
+    let logits: Vec<f32> = (0..2 * 117 * 256 * 256)
+        .map(|i| ((i % 2001) as f32 - 1000.0) * 0.01)
+        .collect();
+    let mut out = vec![0f32; logits.len()];
+    let libm = best(|| {
+        for (o, &x) in out.iter_mut().zip(&logits) {
+            *o = x.min(0.0) - (-x.abs()).exp().ln_1p();
+        }
+        std::hint::black_box(&out);
+    });
+    let kernel = best(|| {
+        for (o, &x) in out.iter_mut().zip(&logits) {
+            *o = activation::log_sigmoid(x);
+        }
+        std::hint::black_box(&out);
+    });
+    println!();
+    println!("| log σ over 2 × 117 × 256² (1 thread) | libm {libm:.4} s | ctseg {kernel:.4} s |");
+    let shape = PoolShape {
+        planes: 2 * 32,
+        input: [256, 256],
+    };
+    let x = &logits[..2 * 32 * 256 * 256];
+    let with = best(|| {
+        std::hint::black_box(pool::max_pool_2x2_with_indices(&shape, x).ok());
+    });
+    let without = best(|| {
+        std::hint::black_box(pool::max_pool_2x2(&shape, x).ok());
+    });
+    println!("| 2×2 max pool, 2 × 32 × 256² | with indices {with:.4} s | without {without:.4} s |");
     Ok(())
 }

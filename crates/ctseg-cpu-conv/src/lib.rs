@@ -15,18 +15,22 @@
 //!   accumulator per rayon job, summed at the end.
 //!
 //! Beside the convolutions: the transposed convolutions whose stride equals their
-//! kernel ([`transpose`], the U-Net's upsampling) and BatchNorm in training and
-//! inference ([`norm`]). Burn's CPU backend runs all of them for f32 through
-//! `vendor/burn-flex` (`src/ops/ctseg_conv.rs`).
+//! kernel ([`transpose`], the U-Net's upsampling), BatchNorm in training and
+//! inference ([`norm`]), 2×2 max pooling ([`pool`]) and the BCE's `log σ` and its
+//! derivative without libm ([`activation`]). Burn's CPU backend runs all of them for
+//! f32 through `vendor/burn-flex` (`src/ops/ctseg_*.rs`, `src/ops/activation.rs`).
 
+pub mod activation;
 mod im2col;
 pub mod norm;
+pub mod pool;
 pub mod transpose;
 
 use rayon::prelude::*;
 
 pub use im2col::TILE_PIXELS;
 pub use norm::{BatchNormGrads, BatchNormTrain, NormShape};
+pub use pool::PoolShape;
 pub use transpose::UpShape;
 
 /// A shape the kernels cannot run.

@@ -363,3 +363,76 @@ fn batch_norm_training_matches_the_definition_and_its_gradients() {
         Err(ConvError::Length { what: "input", .. })
     ));
 }
+
+/// 2×2 max pooling by its definition: the window scanned row-major, a larger value or
+/// a NaN replacing the current maximum.
+fn max_pool_definition(s: &PoolShape, x: &[f32]) -> (Vec<f32>, Vec<i64>) {
+    let [h, w] = s.input;
+    let [ho, wo] = s.output();
+    let (mut out, mut idx) = (Vec::new(), Vec::new());
+    for p in 0..s.planes {
+        for r in 0..ho {
+            for c in 0..wo {
+                let mut best: Option<(f32, usize)> = None;
+                for i in 0..2 {
+                    for j in 0..2 {
+                        let at = (2 * r + i) * w + 2 * c + j;
+                        let v = x[p * h * w + at];
+                        if best.is_none_or(|(b, _)| v > b || v.is_nan()) {
+                            best = Some((v, at));
+                        }
+                    }
+                }
+                let (v, at) = best.expect("a 2×2 window");
+                out.push(v);
+                idx.push(at as i64);
+            }
+        }
+    }
+    (out, idx)
+}
+
+#[test]
+fn max_pool_matches_the_definition_with_ties_and_nans() {
+    for (planes, input) in [(3, [6, 8]), (2, [5, 7]), (1, [2, 2]), (4, [3, 64])] {
+        let s = PoolShape { planes, input };
+        let len = planes * input[0] * input[1];
+        // Few distinct values, so windows have ties; some NaNs.
+        let x: Vec<f32> = (0..len)
+            .map(|i| match i % 17 {
+                5 => f32::NAN,
+                k => ((k * 7) % 4) as f32 - 1.0,
+            })
+            .collect();
+        let (want, want_idx) = max_pool_definition(&s, &x);
+        let (got, got_idx) = pool::max_pool_2x2_with_indices(&s, &x).unwrap();
+        let plain = pool::max_pool_2x2(&s, &x).unwrap();
+        assert_eq!(got_idx, want_idx, "indices {s:?}");
+        for ((g, p), w) in got.iter().zip(&plain).zip(&want) {
+            assert!(
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                "{s:?}"
+            );
+            assert!(
+                p.to_bits() == w.to_bits() || (p.is_nan() && w.is_nan()),
+                "{s:?}"
+            );
+        }
+    }
+    let one_row = PoolShape {
+        planes: 1,
+        input: [1, 4],
+    };
+    assert!(matches!(
+        pool::max_pool_2x2(&one_row, &[0.0; 4]),
+        Err(ConvError::Shape(_))
+    ));
+    let s = PoolShape {
+        planes: 1,
+        input: [2, 2],
+    };
+    assert!(matches!(
+        pool::max_pool_2x2(&s, &[0.0; 3]),
+        Err(ConvError::Length { .. })
+    ));
+}

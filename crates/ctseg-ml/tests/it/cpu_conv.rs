@@ -1,12 +1,15 @@
 //! Burn's CPU backend runs ctseg's kernels for f32 stride-1 convolutions, f32
-//! transposed convolutions with stride = kernel, and f32 BatchNorm (`vendor/burn-flex`
-//! → `ctseg-cpu-conv`); in f64 the same operations keep Flex's own kernels and Burn's
+//! transposed convolutions with stride = kernel, f32 BatchNorm, f32 2×2 max pooling
+//! and f32 log σ (`vendor/burn-flex` → `ctseg-cpu-conv`); in f64 the same operations keep Flex's own kernels and Burn's
 //! default implementations and gradients. The two paths must agree on the forward pass
 //! and on every gradient, through autodiff as training uses them.
 
 use burn::prelude::*;
-use burn::tensor::module::{batch_norm, batch_norm_train, conv_transpose2d, conv2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::module::{
+    batch_norm, batch_norm_train, conv_transpose2d, conv2d, max_pool2d, max_pool2d_with_indices,
+};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, MaxPoolOptions};
 use burn::tensor::{Distribution, FloatDType};
 
 /// `a` within `tolerance` of `b`, relative to `b`'s largest magnitude (at least 1).
@@ -199,6 +202,74 @@ fn f32_batch_norm_agrees_with_flex_f64() {
         ];
         for ((a, b), what) in ours.iter().zip(&flex).zip(names) {
             assert_close(a, b, 5e-5, &format!("batch norm {shape:?} {what}"));
+        }
+    }
+}
+
+/// Max pooling (with and without indices) and log σ, and the gradients of
+/// `sum(pool(x) · r)` and `sum(log σ(x) · r)`, computed in `dtype` from the same f32
+/// values, as f32 vectors.
+fn pool_and_log_sigmoid(
+    device: &Device,
+    seed: u64,
+    x_shape: [usize; 4],
+    dtype: FloatDType,
+) -> [Vec<f32>; 6] {
+    device.seed(seed);
+    // Steps of 1/4 on a small range: many ties inside the pooling windows.
+    let x = Tensor::<4>::random(x_shape, Distribution::Uniform(-3.0, 3.0), device);
+    let x = (x * 4.0).round().div_scalar(4.0).require_grad();
+    // The U-Net's pooling: a 2×2 kernel, stride 2, no padding, floor mode.
+    let options = MaxPoolOptions::new([2, 2]);
+    let pooled = max_pool2d(x.clone().cast(dtype), options.clone());
+    let (with_indices, indices) = max_pool2d_with_indices(x.clone().cast(dtype), options);
+    let r = Tensor::<4>::random(pooled.dims(), Distribution::Normal(0.0, 1.0), device).cast(dtype);
+    let pool_grad = values(
+        x.grad(&(with_indices.clone() * r).sum().backward())
+            .expect("a pooling gradient"),
+    );
+    // log σ over a wide range of logits, and its gradient.
+    let logits = (x.clone() * 12.0).cast(dtype);
+    let s = Tensor::<4>::random(logits.dims(), Distribution::Normal(0.0, 1.0), device).cast(dtype);
+    let log_sig = log_sigmoid(logits);
+    let log_sig_grad = values(
+        x.grad(&(log_sig.clone() * s).sum().backward())
+            .expect("a log σ gradient"),
+    );
+    [
+        values(pooled),
+        values(with_indices),
+        indices
+            .into_data()
+            .iter::<i64>()
+            .map(|i| i as f32)
+            .collect(),
+        pool_grad,
+        values(log_sig),
+        log_sig_grad,
+    ]
+}
+
+#[test]
+fn f32_max_pool_and_log_sigmoid_agree_with_flex_f64() {
+    let device = Device::flex().autodiff();
+    // Even sides, odd sides (the last row and column dropped), one window.
+    for (i, shape) in [[2, 3, 8, 12], [1, 2, 7, 9], [1, 1, 2, 2]]
+        .into_iter()
+        .enumerate()
+    {
+        let ours = pool_and_log_sigmoid(&device, 50 + i as u64, shape, FloatDType::F32);
+        let flex = pool_and_log_sigmoid(&device, 50 + i as u64, shape, FloatDType::F64);
+        let names = [
+            "max_pool2d",
+            "with indices",
+            "indices",
+            "pool dx",
+            "log σ",
+            "log σ dx",
+        ];
+        for ((a, b), what) in ours.iter().zip(&flex).zip(names) {
+            assert_close(a, b, 1e-6, &format!("case {i} {shape:?} {what}"));
         }
     }
 }

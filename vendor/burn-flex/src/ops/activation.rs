@@ -135,13 +135,8 @@ impl ActivationOps<Flex> for Flex {
         // For x < 0: x - log(1 + exp(x))  (avoids exp of large positive)
         unary_op(
             tensor,
-            |x: f32| {
-                if x >= 0.0 {
-                    -((-x).exp().ln_1p())
-                } else {
-                    x - x.exp().ln_1p()
-                }
-            },
+            // ctseg: libm-free, vectorisable log σ (ctseg-cpu-conv's activation.rs).
+            ctseg_cpu_conv::activation::log_sigmoid,
             |x: f64| {
                 if x >= 0.0 {
                     -((-x).exp().ln_1p())
@@ -158,7 +153,8 @@ impl ActivationOps<Flex> for Flex {
         binary_op(
             x,
             grad,
-            |x: f32, g| g * sigmoid_f32(-x),
+            // ctseg: σ(−x) without libm (ctseg-cpu-conv's activation.rs).
+            |x: f32, g| g * ctseg_cpu_conv::activation::sigmoid_of_negative(x),
             |x: f64, g| g * sigmoid_f64(-x),
             None,
         )

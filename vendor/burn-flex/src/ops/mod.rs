@@ -101,6 +101,7 @@ pub(crate) mod ctseg_conv;
 pub(crate) mod ctseg_default;
 pub(crate) mod ctseg_norm;
 pub(crate) mod ctseg_par;
+pub(crate) mod ctseg_pool;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;

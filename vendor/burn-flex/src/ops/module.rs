@@ -7,9 +7,9 @@ use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
-        AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
-        DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
-        BatchNormTrain, BatchNormTrainBackward, MaxPool2dBackward, MaxPool2dWithIndices,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions,
+        ConvTransposeOptions, DeformConv2dBackward, DeformConvOptions, FloatTensorOps,
+        IntTensorOps, InterpolateMode, InterpolateOptions, MaxPool2dBackward, MaxPool2dWithIndices,
         ModuleOps, conv::pad_asymmetric_conv_input,
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
@@ -541,6 +541,12 @@ impl ModuleOps<Flex> for Flex {
         dilation: [usize; 2],
         ceil_mode: bool,
     ) -> FloatTensor<Flex> {
+        // ctseg: f32 2×2 stride-2 pooling on ctseg-cpu-conv's kernel.
+        if let Some(out) =
+            super::ctseg_pool::max_pool2d(&x, kernel_size, stride, padding, dilation, ceil_mode)
+        {
+            return out;
+        }
         match x.dtype() {
             DType::F32 => {
                 pool::max_pool2d_f32(x, kernel_size, stride, padding, dilation, ceil_mode)
@@ -567,40 +573,52 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
         indices_dtype: IntDType,
     ) -> MaxPool2dWithIndices<Flex> {
-        let (output, mut indices) = match x.dtype() {
-            DType::F32 => pool::max_pool2d_with_indices_f32(
-                x,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            ),
-            DType::F64 => pool::max_pool2d_with_indices_f64(
-                x,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            ),
-            DType::F16 => pool::max_pool2d_with_indices_f16(
-                x,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            ),
-            DType::BF16 => pool::max_pool2d_with_indices_bf16(
-                x,
-                kernel_size,
-                stride,
-                padding,
-                dilation,
-                ceil_mode,
-            ),
-            dtype => panic!("max_pool2d_with_indices: unsupported dtype {:?}", dtype),
+        // ctseg: f32 2×2 stride-2 pooling on ctseg-cpu-conv's kernel.
+        let fast = super::ctseg_pool::max_pool2d_with_indices(
+            &x,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+        );
+        let (output, mut indices) = match fast {
+            Some(pair) => pair,
+            None => match x.dtype() {
+                DType::F32 => pool::max_pool2d_with_indices_f32(
+                    x,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                ),
+                DType::F64 => pool::max_pool2d_with_indices_f64(
+                    x,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                ),
+                DType::F16 => pool::max_pool2d_with_indices_f16(
+                    x,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                ),
+                DType::BF16 => pool::max_pool2d_with_indices_bf16(
+                    x,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    ceil_mode,
+                ),
+                dtype => panic!("max_pool2d_with_indices: unsupported dtype {:?}", dtype),
+            },
         };
         if indices.dtype() != DType::from(indices_dtype) {
             indices = Flex::int_cast(indices, indices_dtype);
