@@ -132,27 +132,33 @@ pub(crate) unsafe fn add_a_bt(
     }
 }
 
-/// How a shape is cut into tiles.
-struct Tiling {
-    rows: usize,
-    per_image: usize,
+/// How a grid of `height × width` values per image is cut into tiles of whole rows,
+/// about [`TILE_PIXELS`] values each (the convolutions tile their output, the
+/// transposed convolutions their input).
+pub(crate) struct Tiling {
+    /// Rows per tile (the last tile of an image may have fewer).
+    pub(crate) rows: usize,
+    /// Tiles per image.
+    pub(crate) per_image: usize,
+    height: usize,
 }
 
 impl Tiling {
-    fn of(shape: &ConvShape) -> Tiling {
-        let [ho, wo] = shape.output();
-        let rows = (TILE_PIXELS / wo.max(1)).clamp(1, ho.max(1));
+    /// The tiling of an `[height, width]` grid.
+    pub(crate) fn of_grid([height, width]: [usize; 2]) -> Tiling {
+        let rows = (TILE_PIXELS / width.max(1)).clamp(1, height.max(1));
         Tiling {
             rows,
-            per_image: ho.div_ceil(rows),
+            per_image: height.div_ceil(rows),
+            height,
         }
     }
 
-    /// (image, first output row, rows) of tile `t`.
-    fn tile(&self, t: usize, ho: usize) -> (usize, usize, usize) {
+    /// (image, first row, rows) of tile `t`.
+    pub(crate) fn tile(&self, t: usize) -> (usize, usize, usize) {
         let image = t / self.per_image;
         let r0 = (t % self.per_image) * self.rows;
-        (image, r0, self.rows.min(ho - r0))
+        (image, r0, self.rows.min(self.height - r0))
     }
 }
 
@@ -196,7 +202,7 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], out: &mut [f
     let [ho, wo] = shape.output();
     let patch = shape.patch();
     let (ci, co) = (shape.in_channels, shape.out_channels);
-    let tiling = Tiling::of(shape);
+    let tiling = Tiling::of_grid(shape.output());
     let tiles = shape.batch * tiling.per_image;
     assert_eq!(out.len(), shape.batch * co * ho * wo, "output length");
     let out_addr = out.as_mut_ptr() as usize;
@@ -204,7 +210,7 @@ pub(crate) fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], out: &mut [f
         tiles,
         || vec![0f32; patch * tiling.rows * wo],
         |col, t, parallelism| {
-            let (n, r0, rows) = tiling.tile(t, ho);
+            let (n, r0, rows) = tiling.tile(t);
             let pixels = rows * wo;
             fill_tile(
                 shape,
@@ -252,14 +258,14 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
     let [ho, wo] = shape.output();
     let patch = shape.patch();
     let (ci, co) = (shape.in_channels, shape.out_channels);
-    let tiling = Tiling::of(shape);
+    let tiling = Tiling::of_grid(shape.output());
     let tiles = shape.batch * tiling.per_image;
     sum_over_tiles(
         tiles,
         [co, patch],
         patch * tiling.rows * wo,
         |acc, col, t, parallelism| {
-            let (n, r0, rows) = tiling.tile(t, ho);
+            let (n, r0, rows) = tiling.tile(t);
             let pixels = rows * wo;
             fill_tile(
                 shape,

@@ -4,8 +4,8 @@
 //! depth-to-space write, and both gradients are one GEMM per tile on the output
 //! gradient gathered space-to-depth. Parallel over tiles like the convolutions.
 
-use crate::im2col::{add_a_bt, for_each_tile, sum_over_tiles};
-use crate::{ConvError, TILE_PIXELS, check_len};
+use crate::im2col::{Tiling, add_a_bt, for_each_tile, sum_over_tiles};
+use crate::{ConvError, check_len};
 
 /// The shape of a transposed convolution with stride = kernel: input
 /// `[batch, in_channels, height, width]`, weight `[in_channels, out_channels, kh, kw]`
@@ -66,11 +66,9 @@ impl UpShape {
         self.batch * self.out_channels * ho * wo
     }
 
-    /// Input rows per tile and tiles per image.
-    fn tiling(&self) -> (usize, usize) {
-        let [h, w] = self.input;
-        let rows = (TILE_PIXELS / w).clamp(1, h);
-        (rows, h.div_ceil(rows))
+    /// Its input cut into tiles of whole rows.
+    fn tiling(&self) -> Tiling {
+        Tiling::of_grid(self.input)
     }
 }
 
@@ -91,15 +89,14 @@ pub fn conv_transpose2d(
     let [kh, kw] = shape.kernel;
     let [ho, wo] = shape.output();
     let (ci, co, block) = (shape.in_channels, shape.out_channels, shape.block());
-    let (rows, per_image) = shape.tiling();
+    let tiling = shape.tiling();
     let mut out = vec![0f32; shape.output_len()];
     let out_addr = out.as_mut_ptr() as usize;
     for_each_tile(
-        shape.batch * per_image,
-        || vec![0f32; block * rows * w],
+        shape.batch * tiling.per_image,
+        || vec![0f32; block * tiling.rows * w],
         |blocks, t, parallelism| {
-            let (n, r0) = (t / per_image, (t % per_image) * rows);
-            let rows = rows.min(h - r0);
+            let (n, r0, rows) = tiling.tile(t);
             let pixels = rows * w;
             let x_tile = &x[n * ci * h * w + r0 * w..];
             // blocks[(o, a, b), p] = Σ_c weight[c, (o, a, b)] · x[n, c, p].
@@ -195,15 +192,14 @@ pub fn conv_transpose2d_input_grad(
     check_len("weight", weight.len(), shape.in_channels * shape.block())?;
     let [h, w] = shape.input;
     let (ci, block) = (shape.in_channels, shape.block());
-    let (rows, per_image) = shape.tiling();
+    let tiling = shape.tiling();
     let mut dx = vec![0f32; shape.input_len()];
     let dx_addr = dx.as_mut_ptr() as usize;
     for_each_tile(
-        shape.batch * per_image,
-        || vec![0f32; block * rows * w],
+        shape.batch * tiling.per_image,
+        || vec![0f32; block * tiling.rows * w],
         |blocks, t, parallelism| {
-            let (n, r0) = (t / per_image, (t % per_image) * rows);
-            let rows = rows.min(h - r0);
+            let (n, r0, rows) = tiling.tile(t);
             let pixels = rows * w;
             gather(shape, dy, n, r0, rows, blocks);
             // dx[n, c, tile] = weight[c, ·] · blocks.
@@ -250,14 +246,13 @@ pub fn conv_transpose2d_weight_grad(
     check_len("output gradient", dy.len(), shape.output_len())?;
     let [h, w] = shape.input;
     let (ci, block) = (shape.in_channels, shape.block());
-    let (rows, per_image) = shape.tiling();
+    let tiling = shape.tiling();
     Ok(sum_over_tiles(
-        shape.batch * per_image,
+        shape.batch * tiling.per_image,
         [ci, block],
-        block * rows * w,
+        block * tiling.rows * w,
         |acc, blocks, t, parallelism| {
-            let (n, r0) = (t / per_image, (t % per_image) * rows);
-            let rows = rows.min(h - r0);
+            let (n, r0, rows) = tiling.tile(t);
             let pixels = rows * w;
             gather(shape, dy, n, r0, rows, blocks);
             let x_tile = &x[n * ci * h * w + r0 * w..];

@@ -28,8 +28,36 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.cast(FloatDType::F32).into_data().iter::<f32>().collect()
 }
 
-/// Output and gradients (x, weight, bias) of `sum(conv2d(x, w, b) · r)`, computed in
-/// `dtype` from the same f32 leaves, as f32 vectors.
+/// Output and gradients (x, weight, bias) of `sum(layer(x, w, b) · r)`, computed in
+/// `dtype` from the same f32 leaves (`b` has `bias_len` values), as f32 vectors.
+fn layer_and_grads(
+    device: &Device,
+    seed: u64,
+    [x_shape, w_shape]: [[usize; 4]; 2],
+    bias_len: usize,
+    dtype: FloatDType,
+    layer: impl Fn(Tensor<4>, Tensor<4>, Tensor<1>) -> Tensor<4>,
+) -> [Vec<f32>; 4] {
+    device.seed(seed);
+    let x = Tensor::<4>::random(x_shape, Distribution::Normal(0.0, 1.0), device).require_grad();
+    let w = Tensor::<4>::random(w_shape, Distribution::Normal(0.0, 0.3), device).require_grad();
+    let b = Tensor::<1>::random([bias_len], Distribution::Normal(0.0, 0.3), device).require_grad();
+    let y = layer(
+        x.clone().cast(dtype),
+        w.clone().cast(dtype),
+        b.clone().cast(dtype),
+    );
+    let r = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), device).cast(dtype);
+    let grads = (y.clone() * r).sum().backward();
+    [
+        values(y),
+        values(x.grad(&grads).expect("dx")),
+        values(w.grad(&grads).expect("dw")),
+        values(b.grad(&grads).expect("db")),
+    ]
+}
+
+/// [`layer_and_grads`] of `conv2d` (bias per output channel, `w_shape[0]`).
 fn conv_and_grads(
     device: &Device,
     seed: u64,
@@ -38,30 +66,14 @@ fn conv_and_grads(
     options: &ConvOptions<2>,
     dtype: FloatDType,
 ) -> [Vec<f32>; 4] {
-    device.seed(seed);
-    let x = Tensor::<4>::random(x_shape, Distribution::Normal(0.0, 1.0), device).require_grad();
-    let w = Tensor::<4>::random(w_shape, Distribution::Normal(0.0, 0.3), device).require_grad();
-    let b =
-        Tensor::<1>::random([w_shape[0]], Distribution::Normal(0.0, 0.3), device).require_grad();
-    let y = conv2d(
-        x.clone().cast(dtype),
-        w.clone().cast(dtype),
-        Some(b.clone().cast(dtype)),
-        options.clone(),
-    );
-    let r = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), device).cast(dtype);
-    let grads = (y.clone() * r).sum().backward();
-    let grad_of = |g: Option<Tensor<4>>| values(g.expect("a gradient"));
-    [
-        values(y.cast(FloatDType::F32)),
-        grad_of(x.grad(&grads)),
-        grad_of(w.grad(&grads)),
-        b.grad(&grads)
-            .expect("a bias gradient")
-            .into_data()
-            .iter::<f32>()
-            .collect(),
-    ]
+    layer_and_grads(
+        device,
+        seed,
+        [x_shape, w_shape],
+        w_shape[0],
+        dtype,
+        |x, w, b| conv2d(x, w, Some(b), options.clone()),
+    )
 }
 
 #[test]
@@ -95,8 +107,7 @@ fn f32_kernels_agree_with_flex_f64_forward_and_gradients() {
     }
 }
 
-/// Output and gradients (x, weight, bias) of `sum(conv_transpose2d(x, w, b) · r)` in
-/// `dtype`, like [`conv_and_grads`].
+/// [`layer_and_grads`] of `conv_transpose2d` (bias per output channel, `w_shape[1]`).
 fn up_and_grads(
     device: &Device,
     seed: u64,
@@ -105,25 +116,14 @@ fn up_and_grads(
     options: &ConvTransposeOptions<2>,
     dtype: FloatDType,
 ) -> [Vec<f32>; 4] {
-    device.seed(seed);
-    let x = Tensor::<4>::random(x_shape, Distribution::Normal(0.0, 1.0), device).require_grad();
-    let w = Tensor::<4>::random(w_shape, Distribution::Normal(0.0, 0.3), device).require_grad();
-    let b =
-        Tensor::<1>::random([w_shape[1]], Distribution::Normal(0.0, 0.3), device).require_grad();
-    let y = conv_transpose2d(
-        x.clone().cast(dtype),
-        w.clone().cast(dtype),
-        Some(b.clone().cast(dtype)),
-        options.clone(),
-    );
-    let r = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), device).cast(dtype);
-    let grads = (y.clone() * r).sum().backward();
-    [
-        values(y),
-        values(x.grad(&grads).expect("dx")),
-        values(w.grad(&grads).expect("dw")),
-        values(b.grad(&grads).expect("db")),
-    ]
+    layer_and_grads(
+        device,
+        seed,
+        [x_shape, w_shape],
+        w_shape[1],
+        dtype,
+        |x, w, b| conv_transpose2d(x, w, Some(b), options.clone()),
+    )
 }
 
 #[test]
