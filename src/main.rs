@@ -19,6 +19,14 @@ fn main() -> ExitCode {
     )
     .init();
     let cli = Cli::parse();
+    // The commands that repeat large CPU allocations keep freed memory for reuse (see
+    // `ctseg::heap`); the viewer, a long-lived process, gives it back as usual.
+    if matches!(
+        cli.command,
+        Some(Command::Train(_) | Command::Bench(_) | Command::Predict(_))
+    ) {
+        ctseg::heap::keep_freed_memory_for_reuse();
+    }
     let result = match &cli.command {
         Some(Command::Info(args)) => info::run(args),
         Some(Command::Eval(args)) => eval::run(args),

@@ -24,6 +24,8 @@ pub mod activation;
 mod im2col;
 pub mod norm;
 pub mod pool;
+mod scratch;
+pub mod simd;
 pub mod transpose;
 
 use rayon::prelude::*;
@@ -154,8 +156,13 @@ pub fn conv2d(
     if let Some(b) = bias {
         check_len("bias", b.len(), shape.out_channels)?;
     }
-    let mut out = vec![0f32; shape.batch * shape.out_channels * ho * wo];
-    im2col::forward(shape, x, weight, &mut out);
+    // SAFETY: im2col::forward writes all batch·out·ho·wo values (every tile's rows
+    // of every plane; the tiles cover each image's rows).
+    let mut out = unsafe {
+        scratch::written_in_full(shape.batch * shape.out_channels * ho * wo, |addr| {
+            im2col::forward(shape, x, weight, addr)
+        })
+    };
     if let Some(bias) = bias {
         out.par_chunks_mut(ho * wo)
             .enumerate()
@@ -184,23 +191,31 @@ pub fn conv2d_input_grad(
     check_len("weight", weight.len(), shape.out_channels * shape.patch())?;
     let [kh, kw] = shape.kernel;
     let (ci, co) = (shape.in_channels, shape.out_channels);
-    // W'[c, o, i, j] = W[o, c, kh − 1 − i, kw − 1 − j].
+    // W'[c, o, i, j] = W[o, c, kh − 1 − i, kw − 1 − j], one input channel's block per
+    // rayon job (a bottleneck layer's weight has 2.4 M values).
     let mut flipped = vec![0f32; weight.len()];
-    for o in 0..co {
-        for c in 0..ci {
-            for i in 0..kh {
-                for j in 0..kw {
-                    flipped[((c * co + o) * kh + i) * kw + j] =
-                        weight[((o * ci + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
+    flipped
+        .par_chunks_mut(co * kh * kw)
+        .enumerate()
+        .for_each(|(c, block)| {
+            for o in 0..co {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        block[(o * kh + i) * kw + j] =
+                            weight[((o * ci + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
+                    }
                 }
             }
-        }
-    }
+        });
     let transposed = shape.transposed();
     let [h, w] = shape.input;
-    let mut dx = vec![0f32; shape.batch * ci * h * w];
-    im2col::forward(&transposed, dy, &flipped, &mut dx);
-    Ok(dx)
+    // SAFETY: as in conv2d: the forward pass of the transposed shape writes all
+    // batch·in·h·w values.
+    Ok(unsafe {
+        scratch::written_in_full(shape.batch * ci * h * w, |addr| {
+            im2col::forward(&transposed, dy, &flipped, addr)
+        })
+    })
 }
 
 /// The gradient of [`conv2d`] with respect to its weight (`[out, in, kh, kw]`), from

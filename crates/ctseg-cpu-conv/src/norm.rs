@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+use crate::scratch::{map_planes, zip_planes};
 use crate::{ConvError, check_len};
 
 /// The layout BatchNorm sees: `batch` images of `channels` planes of `spatial` values.
@@ -90,18 +91,11 @@ fn sum_pairs_by(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
 /// Write `out[n, c, ·] = (x[n, c, ·] − mean[c]) · scale[c] + shift[c]`, parallel over
 /// planes (centred first: no cancellation when the mean is large).
 fn normalise(shape: &NormShape, x: &[f32], mean: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; shape.len()];
-    out.par_chunks_mut(shape.spatial)
-        .zip(x.par_chunks(shape.spatial))
-        .enumerate()
-        .for_each(|(plane, (dst, src))| {
-            let c = plane % shape.channels;
-            let (m, a, b) = (mean[c], scale[c], shift[c]);
-            dst.iter_mut()
-                .zip(src)
-                .for_each(|(d, &v)| *d = (v - m) * a + b);
-        });
-    out
+    map_planes(x, shape.spatial, |plane| {
+        let c = plane % shape.channels;
+        let (m, a, b) = (mean[c], scale[c], shift[c]);
+        move |v| (v - m) * a + b
+    })
 }
 
 /// BatchNorm with the batch's own statistics, as in training.
@@ -218,20 +212,11 @@ pub fn batch_norm_train_backward(
         let d = -a * sum_dy / count;
         coefficients.push((a as f32, b as f32, d as f32));
     }
-    let mut dx = vec![0f32; shape.len()];
-    dx.par_chunks_mut(shape.spatial)
-        .zip(
-            x.par_chunks(shape.spatial)
-                .zip(dy.par_chunks(shape.spatial)),
-        )
-        .enumerate()
-        .for_each(|(plane, (dst, (xp, dp)))| {
-            let c = plane % shape.channels;
-            let ((a, b, d), m) = (coefficients[c], mean[c]);
-            for ((o, &v), &g) in dst.iter_mut().zip(xp).zip(dp) {
-                *o = a * g + b * (v - m) + d;
-            }
-        });
+    let dx = zip_planes(x, dy, shape.spatial, |plane| {
+        let c = plane % shape.channels;
+        let ((a, b, d), m) = (coefficients[c], mean[c]);
+        move |v, g| a * g + b * (v - m) + d
+    });
     Ok(BatchNormGrads {
         x: dx,
         gamma: gamma_grad,

@@ -5,6 +5,7 @@
 //! gradient gathered space-to-depth. Parallel over tiles like the convolutions.
 
 use crate::im2col::{Tiling, add_a_bt, for_each_tile, sum_over_tiles};
+use crate::scratch::written_in_full;
 use crate::{ConvError, check_len};
 
 /// The shape of a transposed convolution with stride = kernel: input
@@ -90,70 +91,72 @@ pub fn conv_transpose2d(
     let [ho, wo] = shape.output();
     let (ci, co, block) = (shape.in_channels, shape.out_channels, shape.block());
     let tiling = shape.tiling();
-    let mut out = vec![0f32; shape.output_len()];
-    let out_addr = out.as_mut_ptr() as usize;
-    for_each_tile(
-        shape.batch * tiling.per_image,
-        || vec![0f32; block * tiling.rows * w],
-        |blocks, t, parallelism| {
-            let (n, r0, rows) = tiling.tile(t);
-            let pixels = rows * w;
-            let x_tile = &x[n * ci * h * w + r0 * w..];
-            // blocks[(o, a, b), p] = Σ_c weight[c, (o, a, b)] · x[n, c, p].
-            // SAFETY: weight is ci × block (checked); x_tile holds ci rows of
-            // `pixels` values at stride h·w inside x (checked length, p < h·w − r0·w);
-            // blocks holds block × pixels.
-            unsafe {
-                gemm::gemm(
-                    block,
-                    pixels,
-                    ci,
-                    blocks.as_mut_ptr(),
-                    1,
-                    pixels as isize,
-                    false,
-                    weight.as_ptr(),
-                    block as isize,
-                    1,
-                    x_tile.as_ptr(),
-                    1,
-                    (h * w) as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
-            for o in 0..co {
-                let b = bias.map_or(0.0, |b| b[o]);
-                // Output rows r0·kh .. (r0 + rows)·kh of plane (n, o): this tile's
-                // alone.
-                // SAFETY: inside `out` (n < batch, o < co, rows within the image),
-                // and no other tile writes these rows.
-                let plane = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        (out_addr as *mut f32).add((n * co + o) * ho * wo + r0 * kh * wo),
-                        rows * kh * wo,
-                    )
-                };
-                for a in 0..kh {
-                    for bj in 0..kw {
-                        let src = &blocks[((o * kh + a) * kw + bj) * pixels..][..pixels];
-                        for r in 0..rows {
-                            let dst = &mut plane[(r * kh + a) * wo..][..wo];
-                            let src_row = &src[r * w..][..w];
-                            for (j, &v) in src_row.iter().enumerate() {
-                                dst[j * kw + bj] = v + b;
+    let fill = |out_addr: usize| {
+        for_each_tile(
+            shape.batch * tiling.per_image,
+            block * tiling.rows * w,
+            |blocks, t, parallelism| {
+                let (n, r0, rows) = tiling.tile(t);
+                let pixels = rows * w;
+                let x_tile = &x[n * ci * h * w + r0 * w..];
+                // blocks[(o, a, b), p] = Σ_c weight[c, (o, a, b)] · x[n, c, p].
+                // SAFETY: weight is ci × block (checked); x_tile holds ci rows of
+                // `pixels` values at stride h·w inside x (checked length, p < h·w − r0·w);
+                // blocks holds block × pixels.
+                unsafe {
+                    gemm::gemm(
+                        block,
+                        pixels,
+                        ci,
+                        blocks.as_mut_ptr(),
+                        1,
+                        pixels as isize,
+                        false,
+                        weight.as_ptr(),
+                        block as isize,
+                        1,
+                        x_tile.as_ptr(),
+                        1,
+                        (h * w) as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        parallelism,
+                    );
+                }
+                for o in 0..co {
+                    let b = bias.map_or(0.0, |b| b[o]);
+                    // Output rows r0·kh .. (r0 + rows)·kh of plane (n, o): this tile's
+                    // alone.
+                    // SAFETY: inside `out` (n < batch, o < co, rows within the image),
+                    // and no other tile writes these rows.
+                    let plane = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            (out_addr as *mut f32).add((n * co + o) * ho * wo + r0 * kh * wo),
+                            rows * kh * wo,
+                        )
+                    };
+                    for a in 0..kh {
+                        for bj in 0..kw {
+                            let src = &blocks[((o * kh + a) * kw + bj) * pixels..][..pixels];
+                            for r in 0..rows {
+                                let dst = &mut plane[(r * kh + a) * wo..][..wo];
+                                let src_row = &src[r * w..][..w];
+                                for (j, &v) in src_row.iter().enumerate() {
+                                    dst[j * kw + bj] = v + b;
+                                }
                             }
                         }
                     }
                 }
-            }
-        },
-    );
-    Ok(out)
+            },
+        )
+    };
+    // SAFETY: the tiles cover every input row of every image, and each writes all
+    // kh·wo output values per input row in every plane: (a, b, j) over kh × kw × w.
+    Ok(unsafe { written_in_full(shape.output_len(), fill) })
 }
 
 /// Gather the output gradient of input rows `r0..r0 + rows` of image `n`
@@ -193,45 +196,47 @@ pub fn conv_transpose2d_input_grad(
     let [h, w] = shape.input;
     let (ci, block) = (shape.in_channels, shape.block());
     let tiling = shape.tiling();
-    let mut dx = vec![0f32; shape.input_len()];
-    let dx_addr = dx.as_mut_ptr() as usize;
-    for_each_tile(
-        shape.batch * tiling.per_image,
-        || vec![0f32; block * tiling.rows * w],
-        |blocks, t, parallelism| {
-            let (n, r0, rows) = tiling.tile(t);
-            let pixels = rows * w;
-            gather(shape, dy, n, r0, rows, blocks);
-            // dx[n, c, tile] = weight[c, ·] · blocks.
-            // SAFETY: this tile alone writes rows r0..r0+rows of image n in each
-            // of the ci planes, inside dx (length = input_len); weight is
-            // ci × block, blocks block × pixels.
-            unsafe {
-                gemm::gemm(
-                    ci,
-                    pixels,
-                    block,
-                    (dx_addr as *mut f32).add(n * ci * h * w + r0 * w),
-                    1,
-                    (h * w) as isize,
-                    false,
-                    weight.as_ptr(),
-                    1,
-                    block as isize,
-                    blocks.as_ptr(),
-                    1,
-                    pixels as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
-        },
-    );
-    Ok(dx)
+    let fill = |dx_addr: usize| {
+        for_each_tile(
+            shape.batch * tiling.per_image,
+            block * tiling.rows * w,
+            |blocks, t, parallelism| {
+                let (n, r0, rows) = tiling.tile(t);
+                let pixels = rows * w;
+                gather(shape, dy, n, r0, rows, blocks);
+                // dx[n, c, tile] = weight[c, ·] · blocks.
+                // SAFETY: this tile alone writes rows r0..r0+rows of image n in each
+                // of the ci planes, inside dx (length = input_len); weight is
+                // ci × block, blocks block × pixels.
+                unsafe {
+                    gemm::gemm(
+                        ci,
+                        pixels,
+                        block,
+                        (dx_addr as *mut f32).add(n * ci * h * w + r0 * w),
+                        1,
+                        (h * w) as isize,
+                        false,
+                        weight.as_ptr(),
+                        1,
+                        block as isize,
+                        blocks.as_ptr(),
+                        1,
+                        pixels as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        parallelism,
+                    );
+                }
+            },
+        )
+    };
+    // SAFETY: the tiles cover every row of every image, and each tile's gemm writes
+    // its rows in all ci planes (no read of the destination).
+    Ok(unsafe { written_in_full(shape.input_len(), fill) })
 }
 
 /// The gradient of [`conv_transpose2d`] with respect to its weight

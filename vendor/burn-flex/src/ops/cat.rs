@@ -100,6 +100,9 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
         // Make all tensors contiguous for simple indexing
         let contiguous: Vec<FlexTensor> = tensors.into_iter().map(|t| t.to_contiguous()).collect();
 
+        // ctseg: the chunks are gathered first and copied in parallel
+        // (`ctseg_par::concat_into`) instead of one `extend_from_slice` after another.
+        let mut pieces: Vec<&[E]> = Vec::with_capacity(outer_size * contiguous.len());
         for outer in 0..outer_size {
             for t in &contiguous {
                 let data: &[E] = t.storage();
@@ -109,9 +112,16 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
                 // offset = t_start + outer * t_dim_size * inner_size
                 let chunk_start = t_start + outer * t_dim_size * inner_size;
                 let chunk_len = t_dim_size * inner_size;
-                output.extend_from_slice(&data[chunk_start..chunk_start + chunk_len]);
+                pieces.push(&data[chunk_start..chunk_start + chunk_len]);
             }
         }
+        let written = crate::ops::ctseg_par::concat_into(
+            &mut output.spare_capacity_mut()[..total_elements],
+            &pieces,
+        );
+        // SAFETY: concat_into initialised all `total_elements` values (the pieces
+        // cover the output exactly: it asserts that none is left over).
+        unsafe { output.set_len(written) };
     }
 
     let bytes = Bytes::from_elems(output);

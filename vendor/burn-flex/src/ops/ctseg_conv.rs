@@ -252,9 +252,10 @@ pub(crate) fn conv_transpose2d_weight_backward(
     default::conv_transpose2d_weight_backward(x, weight, output_grad, options)
 }
 
-/// The bias gradient of a transposed conv2d: the output gradient summed per channel
-/// (f32 on the kernels, else Burn's default).
-pub(crate) fn conv_transpose2d_bias_backward(
+/// The bias gradient of a conv2d or a transposed conv2d: the output gradient summed
+/// per channel, in parallel (f32 on the kernels, else Burn's default — a serial
+/// channel-first copy and a serial sum).
+pub(crate) fn bias_backward(
     x: FlexTensor,
     bias: FlexTensor,
     output_grad: FlexTensor,
@@ -270,5 +271,5 @@ pub(crate) fn conv_transpose2d_bias_backward(
             return tensor(db, [planes.channels]);
         }
     }
-    default::conv_transpose2d_bias_backward(x, bias, output_grad)
+    default::bias_backward(x, bias, output_grad)
 }

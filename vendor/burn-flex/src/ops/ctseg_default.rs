@@ -286,7 +286,8 @@ pub(crate) fn conv_transpose2d_weight_backward(
     weight_grad
 }
 
-pub(crate) fn conv_transpose2d_bias_backward(
+/// Burn's default bias gradient, the same for conv2d and transposed conv2d.
+pub(crate) fn bias_backward(
     x: FlexTensor,
     bias: FlexTensor,
     output_grad: FlexTensor,

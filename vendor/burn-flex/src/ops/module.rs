@@ -335,12 +335,20 @@ impl ModuleOps<Flex> for Flex {
         ctseg_conv::conv_transpose2d_weight_backward(x, weight, output_grad, options)
     }
 
+    fn conv2d_bias_backward(
+        x: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        ctseg_conv::bias_backward(x, bias, output_grad)
+    }
+
     fn conv_transpose2d_bias_backward(
         x: FloatTensor<Flex>,
         bias: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
     ) -> FloatTensor<Flex> {
-        ctseg_conv::conv_transpose2d_bias_backward(x, bias, output_grad)
+        ctseg_conv::bias_backward(x, bias, output_grad)
     }
 
     // ctseg: f32 BatchNorm on fused per-channel kernels.
