@@ -4,6 +4,8 @@
 //! depth-to-space write, and both gradients are one GEMM per tile on the output
 //! gradient gathered space-to-depth. Parallel over tiles like the convolutions.
 
+use std::mem::MaybeUninit;
+
 use crate::im2col::{Tiling, add_a_bt, for_each_tile, sum_over_tiles};
 use crate::scratch::written_in_full;
 use crate::{ConvError, check_len};
@@ -130,11 +132,13 @@ pub fn conv_transpose2d(
                     let b = bias.map_or(0.0, |b| b[o]);
                     // Output rows r0·kh .. (r0 + rows)·kh of plane (n, o): this tile's
                     // alone.
-                    // SAFETY: inside `out` (n < batch, o < co, rows within the image),
-                    // and no other tile writes these rows.
+                    // SAFETY: inside the output (n < batch, o < co, rows within the
+                    // image), and no other tile writes these rows. Not yet written:
+                    // seen as MaybeUninit.
                     let plane = unsafe {
                         std::slice::from_raw_parts_mut(
-                            (out_addr as *mut f32).add((n * co + o) * ho * wo + r0 * kh * wo),
+                            (out_addr as *mut MaybeUninit<f32>)
+                                .add((n * co + o) * ho * wo + r0 * kh * wo),
                             rows * kh * wo,
                         )
                     };
@@ -145,7 +149,7 @@ pub fn conv_transpose2d(
                                 let dst = &mut plane[(r * kh + a) * wo..][..wo];
                                 let src_row = &src[r * w..][..w];
                                 for (j, &v) in src_row.iter().enumerate() {
-                                    dst[j * kw + bj] = v + b;
+                                    dst[j * kw + bj] = MaybeUninit::new(v + b);
                                 }
                             }
                         }
