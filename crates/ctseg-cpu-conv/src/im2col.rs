@@ -179,24 +179,25 @@ impl Tiling {
 }
 
 /// Fill `col` (`patch × rows·wo`, row-major) with the im2col block of output rows
-/// `r0..r0 + rows` of `image` (the image's `[in, h, w]` values): one block of
-/// `kh·kw` rows per input channel, the channels over rayon's threads when `parallel`
-/// (the few-tile path, where the tiles run one after another).
+/// `r0..r0 + rows` of image `n` of `x` (`[batch, in, h, w]`): one block of `kh·kw`
+/// rows per input channel, the channels over rayon's threads when the tile's gemm
+/// uses them too (the few-tile path, where the tiles run one after another).
 fn fill_tile(
     shape: &ConvShape,
-    image: &[f32],
-    (r0, rows): (usize, usize),
+    x: &[f32],
+    (n, r0, rows): (usize, usize, usize),
     col: &mut [f32],
-    parallel: bool,
+    parallelism: gemm::Parallelism,
 ) {
     let [h, w] = shape.input;
     let [_, wo] = shape.output();
     let per_channel = shape.kernel[0] * shape.kernel[1] * rows * wo;
+    let image = &x[n * shape.in_channels * h * w..][..shape.in_channels * h * w];
     let blocks = &mut col[..shape.in_channels * per_channel];
     let fill = |(c, block): (usize, &mut [f32])| {
         fill_channel(shape, &image[c * h * w..(c + 1) * h * w], (r0, rows), block)
     };
-    if parallel {
+    if matches!(parallelism, gemm::Parallelism::Rayon(_)) {
         blocks
             .par_chunks_mut(per_channel)
             .enumerate()
@@ -268,22 +269,15 @@ fn fill_channel(shape: &ConvShape, plane: &[f32], (r0, rows): (usize, usize), bl
 /// `out_addr` is the start of `batch · out_channels · ho · wo` writable values that
 /// nothing else uses meanwhile.
 pub(crate) unsafe fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], out_addr: usize) {
-    let [h, w] = shape.input;
     let [ho, wo] = shape.output();
     let patch = shape.patch();
-    let (ci, co) = (shape.in_channels, shape.out_channels);
+    let co = shape.out_channels;
     let tiling = Tiling::of_grid(shape.output());
     let tiles = shape.batch * tiling.per_image;
     for_each_tile(tiles, patch * tiling.rows * wo, |col, t, parallelism| {
         let (n, r0, rows) = tiling.tile(t);
         let pixels = rows * wo;
-        fill_tile(
-            shape,
-            &x[n * ci * h * w..(n + 1) * ci * h * w],
-            (r0, rows),
-            col,
-            matches!(parallelism, gemm::Parallelism::Rayon(_)),
-        );
+        fill_tile(shape, x, (n, r0, rows), col, parallelism);
         // SAFETY: tile t writes output rows r0..r0+rows of image n in each of the
         // co planes — `co` runs of `pixels` values starting at
         // (n·co + o)·ho·wo + r0·wo — disjoint from every other tile's, and inside
@@ -318,10 +312,9 @@ pub(crate) unsafe fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], out_a
 
 /// `Σ_tiles dy[o, tile] · col(x)[·, tile]ᵀ`: `[out, patch]`.
 pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    let [h, w] = shape.input;
     let [ho, wo] = shape.output();
     let patch = shape.patch();
-    let (ci, co) = (shape.in_channels, shape.out_channels);
+    let co = shape.out_channels;
     let tiling = Tiling::of_grid(shape.output());
     let tiles = shape.batch * tiling.per_image;
     sum_over_tiles(
@@ -331,13 +324,7 @@ pub(crate) fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> 
         |acc, col, t, parallelism| {
             let (n, r0, rows) = tiling.tile(t);
             let pixels = rows * wo;
-            fill_tile(
-                shape,
-                &x[n * ci * h * w..(n + 1) * ci * h * w],
-                (r0, rows),
-                col,
-                matches!(parallelism, gemm::Parallelism::Rayon(_)),
-            );
+            fill_tile(shape, x, (n, r0, rows), col, parallelism);
             let dy_tile = &dy[n * co * ho * wo + r0 * wo..];
             // acc[o, ·] += dy[n, o, tile] · col(x)ᵀ.
             // SAFETY: acc is co × patch; dy_tile's co rows of `pixels` values at

@@ -5,60 +5,32 @@
 //! 2–4× fewer instructions. The operation is inlined into the wide loop, so it is the
 //! same arithmetic, value for value (Rust never fuses `a·b + c` on its own): the
 //! results do not depend on the CPU.
+//!
+//! Three loop shapes carry the four operations: over one slice (`each`), over a
+//! destination and a source (`pairs`), over a destination and two sources
+//! (`triples`).
 
 use std::mem::MaybeUninit;
 
 /// `x = op(x)` for every element of `data`.
 #[inline]
 pub fn map_inplace<E: Copy>(data: &mut [E], op: &impl Fn(E) -> E) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if wide::avx512() {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { wide::map_avx512(data, op) };
-        }
-        if wide::avx2() {
-            // SAFETY: as above.
-            return unsafe { wide::map_avx2(data, op) };
-        }
-    }
-    data.iter_mut().for_each(|x| *x = op(*x));
+    each(data, &|x: &mut E| *x = op(*x));
 }
 
 /// `d = op(d, s)` for every pair of `dst` and `src` (the shorter length counts).
 #[inline]
 pub fn zip_inplace<E: Copy>(dst: &mut [E], src: &[E], op: &impl Fn(E, E) -> E) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if wide::avx512() {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { wide::zip_avx512(dst, src, op) };
-        }
-        if wide::avx2() {
-            // SAFETY: as above.
-            return unsafe { wide::zip_avx2(dst, src, op) };
-        }
-    }
-    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(*d, s));
+    pairs(dst, src, &|d: &mut E, s: E| *d = op(*d, s));
 }
 
 /// `dst[i] = op(src[i])` for every pair (the shorter length counts): writes into
 /// uninitialised memory, for results collected without a zeroing pass.
 #[inline]
 pub fn map_into<E: Copy, R>(src: &[E], dst: &mut [MaybeUninit<R>], op: &impl Fn(E) -> R) {
-    let write = |d: &mut MaybeUninit<R>, s: E| *d = MaybeUninit::new(op(s));
-    #[cfg(target_arch = "x86_64")]
-    {
-        if wide::avx512() {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { wide::pairs_avx512(dst, src, &write) };
-        }
-        if wide::avx2() {
-            // SAFETY: as above.
-            return unsafe { wide::pairs_avx2(dst, src, &write) };
-        }
-    }
-    dst.iter_mut().zip(src).for_each(|(d, &s)| write(d, s));
+    pairs(dst, src, &|d: &mut MaybeUninit<R>, s: E| {
+        *d = MaybeUninit::new(op(s))
+    });
 }
 
 /// `dst[i] = op(a[i], b[i])` (the shortest length counts): writes into uninitialised
@@ -70,25 +42,64 @@ pub fn zip_into<A: Copy, B: Copy, R>(
     dst: &mut [MaybeUninit<R>],
     op: &impl Fn(A, B) -> R,
 ) {
-    let write = |d: &mut MaybeUninit<R>, (u, v): (A, B)| *d = MaybeUninit::new(op(u, v));
-    #[cfg(target_arch = "x86_64")]
-    {
-        if wide::avx512() {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { wide::triples_avx512(dst, a, b, &write) };
+    triples(dst, a, b, &|d: &mut MaybeUninit<R>, u: A, v: B| {
+        *d = MaybeUninit::new(op(u, v))
+    });
+}
+
+/// Defines `fn $name` running `$body` compiled for AVX-512 (F/VL/BW/DQ with AVX2 and
+/// FMA) or for AVX2 + FMA when the CPU has them, else for the baseline: the one loop
+/// written once, three copies made by the compiler.
+macro_rules! widest {
+    ($(#[$doc:meta])* fn $name:ident<$($g:ident $(: $bound:ident)?),*>($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$doc])*
+        #[inline]
+        fn $name<$($g $(: $bound)?),*>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+                fn avx512<$($g $(: $bound)?),*>($($arg: $ty),*) $body
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2<$($g $(: $bound)?),*>($($arg: $ty),*) $body
+                if features::avx512() {
+                    // SAFETY: the CPU has the features `avx512` is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if features::avx2() {
+                    // SAFETY: the CPU has the features `avx2` is compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body
         }
-        if wide::avx2() {
-            // SAFETY: as above.
-            return unsafe { wide::triples_avx2(dst, a, b, &write) };
-        }
+    };
+}
+
+widest! {
+    /// `op(x)` for every element of `data`.
+    fn each<D>(data: &mut [D], op: &impl Fn(&mut D)) {
+        data.iter_mut().for_each(op);
     }
-    dst.iter_mut()
-        .zip(a.iter().zip(b))
-        .for_each(|(d, (&u, &v))| write(d, (u, v)));
+}
+
+widest! {
+    /// `op(d, s)` for every pair of `dst` and `src` (the shorter length counts).
+    fn pairs<D, S: Copy>(dst: &mut [D], src: &[S], op: &impl Fn(&mut D, S)) {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| op(d, s));
+    }
+}
+
+widest! {
+    /// `op(d, u, v)` over `dst`, `a` and `b` together (the shortest length counts).
+    fn triples<D, A: Copy, B: Copy>(dst: &mut [D], a: &[A], b: &[B], op: &impl Fn(&mut D, A, B)) {
+        dst.iter_mut()
+            .zip(a.iter().zip(b))
+            .for_each(|(d, (&u, &v))| op(d, u, v));
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
-mod wide {
+mod features {
     use std::sync::OnceLock;
 
     /// AVX-512 (F, VL, BW, DQ) with AVX2 and FMA: detected once.
@@ -109,80 +120,6 @@ mod wide {
         *HAS.get_or_init(|| {
             std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
         })
-    }
-
-    /// # Safety
-    /// The CPU has AVX-512 F/VL/BW/DQ, AVX2 and FMA.
-    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-    pub(super) unsafe fn map_avx512<E: Copy>(data: &mut [E], op: &impl Fn(E) -> E) {
-        data.iter_mut().for_each(|x| *x = op(*x));
-    }
-
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn map_avx2<E: Copy>(data: &mut [E], op: &impl Fn(E) -> E) {
-        data.iter_mut().for_each(|x| *x = op(*x));
-    }
-
-    /// # Safety
-    /// The CPU has AVX-512 F/VL/BW/DQ, AVX2 and FMA.
-    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-    pub(super) unsafe fn zip_avx512<E: Copy>(dst: &mut [E], src: &[E], op: &impl Fn(E, E) -> E) {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(*d, s));
-    }
-
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn zip_avx2<E: Copy>(dst: &mut [E], src: &[E], op: &impl Fn(E, E) -> E) {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(*d, s));
-    }
-
-    /// # Safety
-    /// The CPU has AVX-512 F/VL/BW/DQ, AVX2 and FMA.
-    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-    pub(super) unsafe fn pairs_avx512<D, S: Copy>(
-        dst: &mut [D],
-        src: &[S],
-        op: &impl Fn(&mut D, S),
-    ) {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| op(d, s));
-    }
-
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn pairs_avx2<D, S: Copy>(dst: &mut [D], src: &[S], op: &impl Fn(&mut D, S)) {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| op(d, s));
-    }
-
-    /// # Safety
-    /// The CPU has AVX-512 F/VL/BW/DQ, AVX2 and FMA.
-    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-    pub(super) unsafe fn triples_avx512<D, A: Copy, B: Copy>(
-        dst: &mut [D],
-        a: &[A],
-        b: &[B],
-        op: &impl Fn(&mut D, (A, B)),
-    ) {
-        dst.iter_mut()
-            .zip(a.iter().zip(b))
-            .for_each(|(d, (&u, &v))| op(d, (u, v)));
-    }
-
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn triples_avx2<D, A: Copy, B: Copy>(
-        dst: &mut [D],
-        a: &[A],
-        b: &[B],
-        op: &impl Fn(&mut D, (A, B)),
-    ) {
-        dst.iter_mut()
-            .zip(a.iter().zip(b))
-            .for_each(|(d, (&u, &v))| op(d, (u, v)));
     }
 }
 
